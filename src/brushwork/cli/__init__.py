@@ -1,0 +1,1 @@
+"""The ``brushwork`` command line: one module per subcommand."""

@@ -1,0 +1,105 @@
+"""Entry point of the ``brushwork`` command.
+
+Each subcommand lives in its own module under ``brushwork.cli`` and exposes
+
+* ``add_parser(subparsers) -> argparse.ArgumentParser`` — declares its flags;
+* ``run(args: argparse.Namespace) -> int`` — does the work, returns the exit code.
+
+Modules import torch and other heavy packages inside ``run`` so that
+``brushwork --help`` stays fast. A :class:`~brushwork.errors.BrushworkError`
+raised anywhere is printed as one line (no traceback) and exits with status 1;
+usage errors exit with status 2, as argparse does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import importlib
+import sys
+from collections.abc import Sequence
+
+from brushwork.errors import BrushworkError
+
+#: Subcommand name -> module under ``brushwork.cli`` that implements it.
+SUBCOMMANDS: dict[str, str] = {
+    "transfer": "brushwork.cli.transfer",
+    "weights": "brushwork.cli.weights",
+}
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with "did you mean" suggestions for mistyped names."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        if "invalid choice:" in message:
+            message = _suggest_choice(message)
+        super().error(message)
+
+
+def _suggest_choice(message: str) -> str:
+    """Add a suggestion to argparse's "invalid choice: 'x' (choose from ...)" message."""
+    try:
+        bad = message.split("invalid choice:", 1)[1].split("'")[1]
+        choices_text = message.split("choose from", 1)[1]
+    except IndexError:
+        return message
+    choices = [c.strip(" '\",()") for c in choices_text.split(",")]
+    close = difflib.get_close_matches(bad, choices, n=1, cutoff=0.5)
+    return f"{message}; did you mean '{close[0]}'?" if close else message
+
+
+def option_suggestions(parser: argparse.ArgumentParser, unknown: Sequence[str]) -> str:
+    """Describe unknown command-line options, each with the nearest valid one if any."""
+    known = [s for action in parser._actions for s in action.option_strings]
+    parts = []
+    for arg in unknown:
+        name = arg.split("=", 1)[0]
+        close = (
+            difflib.get_close_matches(name, known, n=1, cutoff=0.6) if name.startswith("-") else []
+        )
+        parts.append(f"{arg} (did you mean {close[0]}?)" if close else arg)
+    return "unrecognized arguments: " + " ".join(parts)
+
+
+def build_parser() -> tuple[ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """Build the top-level parser and return it with each subcommand's parser."""
+    from brushwork import __version__
+
+    parser = ArgumentParser(
+        prog="brushwork",
+        description="Artistic style in images: style transfer, attention maps, evaluation.",
+    )
+    parser.add_argument("--version", action="version", version=f"brushwork {__version__}")
+    subparsers = parser.add_subparsers(
+        dest="command", metavar="COMMAND", parser_class=ArgumentParser
+    )
+    subparsers.required = True
+    sub_parsers = {}
+    for name, module_name in SUBCOMMANDS.items():
+        module = importlib.import_module(module_name)
+        sub = module.add_parser(subparsers)
+        sub.set_defaults(_run=module.run)
+        sub_parsers[name] = sub
+    return parser, sub_parsers
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``brushwork`` command; returns the process exit code."""
+    parser, sub_parsers = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        sub = sub_parsers.get(args.command, parser)
+        sub.error(option_suggestions(sub, unknown))
+    try:
+        return int(args._run(args) or 0)
+    except BrushworkError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

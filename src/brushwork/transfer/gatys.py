@@ -1,0 +1,593 @@
+"""Optimisation-based style transfer (Gatys, Ecker & Bethge 2016; Gatys et al. 2017).
+
+The image pixels are optimised so that the VGG features of the result match
+the content image at the content layers and the Gram matrices of the style
+image(s) at the style layers. Extras from "Controlling Perceptual Factors in
+Neural Style Transfer" (Gatys et al. 2017): colour preservation (luminance-only
+transfer, or colour matching of the style image), several styles blended or
+each confined to a mask region, and coarse-to-fine optimisation.
+
+Example::
+
+    from brushwork.encoders import load_vgg_encoder
+    from brushwork.image import load_image
+    from brushwork.transfer import GatysSettings, gatys
+
+    result = gatys(load_image("photo.jpg"), [load_image("starry.jpg")],
+                   settings=GatysSettings(size=512, seed=0))
+    result.image          # (3, H, W) in [0, 1]
+    result.losses[-1], result.seconds
+
+Speed: convolutions run in bfloat16 where the hardware has fast bf16 (losses,
+Gram matrices and the image stay float32), the network stops at the deepest
+layer a loss uses, and above ``pyramid_threshold`` pixels the optimisation
+starts at a coarse size and refines, so most steps are cheap. See
+``benchmarks/gatys.py`` for the figures.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from brushwork import color
+from brushwork import image as imageops
+from brushwork.devices import autocast, resolve_device, resolve_precision
+from brushwork.encoders import VGGEncoder, load_vgg_encoder, unknown_name_message, vgg_layer_names
+from brushwork.errors import ConfigError, OptimisationError
+from brushwork.losses import content_loss, gram_matrix, masked_gram_matrix, total_variation
+
+INIT_CHOICES = ("content", "style", "noise")
+OPTIMIZER_CHOICES = ("lbfgs", "adam")
+PRESERVE_COLOR_CHOICES = ("none", "luminance", "histogram", "mean-cov")
+PYRAMID_CHOICES = ("auto", "on", "off")
+
+
+@dataclass
+class GatysSettings:
+    """Settings of :func:`gatys`; the defaults follow the paper and the common
+    reference implementations, except where ``benchmarks/gatys.py`` showed a
+    faster schedule reaching an equal or lower loss.
+
+    Attributes:
+        size: long side of the output in pixels (``None``: the content's size).
+        steps: optimisation steps (loss evaluations) at the full size.
+        optimizer: ``"lbfgs"`` (default) or ``"adam"`` (less memory).
+        learning_rate: step size; ``None`` means 1.0 for L-BFGS and 0.02 for Adam.
+        init: start from the ``"content"`` image, the ``"style"`` image or
+            seeded ``"noise"``.
+        content_weight, style_weight, tv_weight: weights of the three losses.
+        content_layers, style_layers: VGG layer names used by each loss.
+        style_layer_weights: one weight per style layer (default 1 each).
+        style_blend: one weight per style image when several are blended
+            (default equal; normalised to sum to 1). Ignored with masks.
+        style_scale: the style image's long side relative to the output's.
+        preserve_color: ``"none"``, ``"luminance"`` (stylise luminance only and
+            keep the content's colours), ``"histogram"`` or ``"mean-cov"``
+            (match the style image's colours to the content first).
+        pyramid: coarse-to-fine optimisation: ``"auto"`` (when the output has
+            more than ``pyramid_threshold`` pixels), ``"on"`` or ``"off"``.
+        pyramid_min_size: long side of the coarsest level.
+        coarse_steps: steps at each coarser level.
+        encoder: ``"vgg19"`` or ``"vgg16"``; pooling: ``"max"`` or ``"avg"``.
+        precision: compute dtype of the network: ``"auto"``, ``"fp32"``,
+            ``"bf16"`` or ``"fp16"`` (see :func:`brushwork.devices.resolve_precision`).
+        lbfgs_history: number of past updates L-BFGS keeps.
+        seed: seeds the noise initialisation (the only randomness).
+    """
+
+    size: int | None = 512
+    steps: int = 100
+    optimizer: str = "lbfgs"
+    learning_rate: float | None = None
+    init: str = "content"
+    content_weight: float = 1.0
+    style_weight: float = 1e6
+    tv_weight: float = 0.0
+    content_layers: tuple[str, ...] = ("relu4_2",)
+    style_layers: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+    style_layer_weights: tuple[float, ...] | None = None
+    style_blend: tuple[float, ...] | None = None
+    style_scale: float = 1.0
+    preserve_color: str = "none"
+    pyramid: str = "auto"
+    pyramid_threshold: int = 300 * 300
+    pyramid_min_size: int = 128
+    coarse_steps: int = 150
+    encoder: str = "vgg19"
+    pooling: str = "max"
+    precision: str = "auto"
+    lbfgs_history: int = 100
+    seed: int = 0
+
+    def validate(self, num_styles: int = 1) -> None:
+        """Raise ConfigError for any value that cannot work."""
+        _choice("optimizer", self.optimizer, OPTIMIZER_CHOICES)
+        _choice("init", self.init, INIT_CHOICES)
+        _choice("preserve-color", self.preserve_color, PRESERVE_COLOR_CHOICES)
+        _choice("pyramid", self.pyramid, PYRAMID_CHOICES)
+        for name in ("content_weight", "style_weight", "tv_weight", "style_scale"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < 0:
+                raise ConfigError(f"{_flag(name)} must be a non-negative number, got {value}")
+        if self.style_scale == 0:
+            raise ConfigError("--style-scale must be greater than 0")
+        for name in ("steps", "coarse_steps"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{_flag(name)} must be 0 or more, got {getattr(self, name)}")
+        if self.size is not None and self.size < 16:
+            raise ConfigError(f"--size must be at least 16 pixels, got {self.size}")
+        if self.pyramid_min_size < 16:
+            raise ConfigError(
+                f"--pyramid-min-size must be at least 16, got {self.pyramid_min_size}"
+            )
+        if self.learning_rate is not None and not self.learning_rate > 0:
+            raise ConfigError(f"--learning-rate must be positive, got {self.learning_rate}")
+        if self.lbfgs_history < 1:
+            raise ConfigError("--lbfgs-history must be at least 1")
+        if not self.style_layers:
+            raise ConfigError("at least one style layer is needed")
+        known_layers = vgg_layer_names(self.encoder)
+        for layer in self.content_layers + self.style_layers:
+            if layer not in known_layers:
+                raise ConfigError(
+                    unknown_name_message(f"{self.encoder} layer", layer, known_layers)
+                )
+        if self.style_layer_weights is not None:
+            if len(self.style_layer_weights) != len(self.style_layers):
+                raise ConfigError(
+                    f"{len(self.style_layer_weights)} style layer weights given for "
+                    f"{len(self.style_layers)} style layers"
+                )
+            _non_negative("style layer weight", self.style_layer_weights)
+        if self.style_blend is not None:
+            if len(self.style_blend) != num_styles:
+                raise ConfigError(
+                    f"--style-blend has {len(self.style_blend)} weights but "
+                    f"{num_styles} style image(s) were given"
+                )
+            _non_negative("--style-blend weight", self.style_blend)
+            if sum(self.style_blend) <= 0:
+                raise ConfigError("--style-blend weights must not all be zero")
+
+
+def _flag(attribute: str) -> str:
+    return "--" + attribute.replace("_", "-")
+
+
+def _choice(name: str, value: str, valid: Sequence[str]) -> None:
+    if value not in valid:
+        raise ConfigError(f"--{name} must be one of {', '.join(valid)}; got '{value}'")
+
+
+def _non_negative(what: str, values: Sequence[float]) -> None:
+    for value in values:
+        if not math.isfinite(value) or value < 0:
+            raise ConfigError(f"{what} must be non-negative, got {value}")
+
+
+@dataclass
+class StepInfo:
+    """What the per-step callback receives.
+
+    Attributes:
+        step: loss evaluations so far over all levels (1-based).
+        total_steps: the planned number of evaluations over all levels.
+        level: index of the pyramid level (0 = coarsest).
+        loss, content_loss, style_loss, tv_loss: weighted loss terms.
+        image: (1, 3, h, w) the pixels being optimised (do not modify).
+    """
+
+    step: int
+    total_steps: int
+    level: int
+    loss: float
+    content_loss: float
+    style_loss: float
+    tv_loss: float
+    image: torch.Tensor
+    _finish: Callable[[torch.Tensor], torch.Tensor] = field(repr=False)
+
+    def preview(self) -> torch.Tensor:
+        """The current result as it would be returned: (3, h, w) in [0, 1], on the CPU."""
+        return self._finish(self.image.detach()).cpu()
+
+
+@dataclass
+class GatysResult:
+    """What :func:`gatys` returns.
+
+    Attributes:
+        image: (3, H, W) float32 result in [0, 1], on the CPU.
+        losses: total loss after each evaluation (all levels in order).
+        content_losses, style_losses, tv_losses: the weighted terms, per evaluation.
+        levels: (height, width, steps run) of each pyramid level.
+        seconds: wall time of the optimisation (targets included).
+        device: where it ran; precision: the network's compute dtype.
+    """
+
+    image: torch.Tensor
+    losses: list[float]
+    content_losses: list[float]
+    style_losses: list[float]
+    tv_losses: list[float]
+    levels: list[tuple[int, int, int]]
+    seconds: float
+    device: str
+    precision: str
+
+    @property
+    def final_loss(self) -> float:
+        """The last evaluated total loss (NaN if no step ran)."""
+        return self.losses[-1] if self.losses else float("nan")
+
+
+def pyramid_sizes(size: int, pixels: int, settings: GatysSettings) -> list[int]:
+    """Long sides of the levels, coarsest first, ending with ``size``.
+
+    Each level doubles the previous one; the coarsest is at least
+    ``pyramid_min_size``. One level when the pyramid is off or not needed.
+    """
+    use = settings.pyramid == "on" or (
+        settings.pyramid == "auto" and pixels > settings.pyramid_threshold
+    )
+    sizes = [size]
+    while use and sizes[0] // 2 >= settings.pyramid_min_size:
+        sizes.insert(0, sizes[0] // 2)
+    return sizes
+
+
+def gatys(
+    content: torch.Tensor,
+    styles: torch.Tensor | Sequence[torch.Tensor],
+    *,
+    settings: GatysSettings | None = None,
+    masks: Sequence[torch.Tensor] | None = None,
+    encoder: VGGEncoder | None = None,
+    weights: str | None = None,
+    device: str | torch.device = "auto",
+    callback: Callable[[StepInfo], None] | None = None,
+) -> GatysResult:
+    """Stylise ``content`` with ``styles`` by optimising the pixels.
+
+    Args:
+        content: (3, H, W) RGB in [0, 1]; resized to ``settings.size``.
+        styles: one (3, H', W') style image or a sequence of them.
+        settings: see :class:`GatysSettings`.
+        masks: optional, one (1, H, W) mask in [0, 1] per style, the content's
+            size: style i is applied where mask i is set (regional style).
+        encoder: a VGG encoder to use (default: the pretrained one of
+            ``settings.encoder``, loaded through :mod:`brushwork.weights`).
+        weights: path of the encoder's weight file (overrides the lookup).
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"mps"`` or a torch.device.
+        callback: called after every loss evaluation with a :class:`StepInfo`.
+
+    Returns:
+        :class:`GatysResult` with the image and the loss history.
+
+    Raises:
+        ConfigError: invalid settings or inputs (mask sizes, style counts).
+        OptimisationError: the loss became NaN or infinite, or memory ran out.
+    """
+    settings = settings or GatysSettings()
+    style_list = [styles] if isinstance(styles, torch.Tensor) else list(styles)
+    if not style_list:
+        raise ConfigError("at least one style image is needed")
+    settings.validate(num_styles=len(style_list))
+    _check_image("content image", content)
+    for index, style in enumerate(style_list):
+        _check_image(f"style image {index + 1}", style)
+    if masks is not None:
+        masks = _check_masks(masks, content, len(style_list))
+
+    device = resolve_device(device)
+    dtype = resolve_precision(settings.precision, device)
+    if encoder is None:
+        encoder = load_vgg_encoder(settings.encoder, weights=weights, pooling=settings.pooling)
+    encoder = encoder.to(device)
+    layers = encoder.check_layers(dict.fromkeys(settings.content_layers + settings.style_layers))
+
+    start = time.perf_counter()
+    if settings.size is not None:
+        content = imageops.resize_long_side(content, settings.size)
+    content = content.float()
+    style_list = [_prepare_style(s.float(), content, settings) for s in style_list]
+    finish = _finisher(content, settings)
+    if settings.preserve_color == "luminance":
+        content, style_list = _luminance_inputs(content, style_list)
+
+    height, width = content.shape[-2:]
+    sizes = pyramid_sizes(max(height, width), height * width, settings)
+    level_steps = [settings.coarse_steps] * (len(sizes) - 1) + [settings.steps]
+    history = _History(total_steps=sum(level_steps), callback=callback, finish=finish)
+    pixels = None
+    levels = []
+    try:
+        for level, (size, steps) in enumerate(zip(sizes, level_steps, strict=True)):
+            level_content = _level_image(content, size, sizes[-1])
+            objective = _Objective(
+                encoder,
+                layers,
+                content=level_content.to(device),
+                styles=[_level_image(s, size, sizes[-1]).to(device) for s in style_list],
+                masks=[_level_image(m, size, sizes[-1]).to(device) for m in masks]
+                if masks is not None
+                else None,
+                settings=settings,
+                dtype=dtype,
+            )
+            pixels = _initial_pixels(pixels, level_content, style_list, settings, device)
+            history.level = level
+            before = history.step
+            pixels = _optimise(pixels, objective, steps, settings, history)
+            levels.append((*pixels.shape[-2:], history.step - before))
+    except (torch.cuda.OutOfMemoryError, RuntimeError) as error:
+        if not _is_out_of_memory(error):
+            raise
+        raise OptimisationError(
+            f"out of memory on {device} at {size} px; try a smaller --size, "
+            "--optimizer adam, or --precision bf16"
+        ) from error
+    result_image = finish(pixels.detach()).cpu()
+    return GatysResult(
+        image=result_image,
+        losses=history.losses,
+        content_losses=history.content,
+        style_losses=history.style,
+        tv_losses=history.tv,
+        levels=levels,
+        seconds=time.perf_counter() - start,
+        device=str(device),
+        precision=str(dtype).removeprefix("torch."),
+    )
+
+
+def _is_out_of_memory(error: BaseException) -> bool:
+    text = str(error).lower()
+    return isinstance(error, torch.cuda.OutOfMemoryError) or (
+        "out of memory" in text or "can't allocate memory" in text
+    )
+
+
+def _check_image(what: str, image: torch.Tensor) -> None:
+    if image.dim() != 3 or image.shape[0] != 3:
+        raise ConfigError(f"{what} must be a (3, H, W) RGB tensor, got shape {tuple(image.shape)}")
+    if min(image.shape[-2:]) < 1:
+        raise ConfigError(f"{what} is empty (shape {tuple(image.shape)})")
+
+
+def _check_masks(
+    masks: Sequence[torch.Tensor], content: torch.Tensor, num_styles: int
+) -> list[torch.Tensor]:
+    masks = list(masks)
+    if len(masks) != num_styles:
+        raise ConfigError(f"{len(masks)} mask(s) given for {num_styles} style image(s): one each")
+    for index, mask in enumerate(masks, start=1):
+        if mask.dim() != 3 or mask.shape[0] != 1:
+            raise ConfigError(f"mask {index} must be (1, H, W), got shape {tuple(mask.shape)}")
+        if mask.shape[-2:] != content.shape[-2:]:
+            raise ConfigError(
+                f"mask {index} is {mask.shape[-1]}×{mask.shape[-2]} but the content image is "
+                f"{content.shape[-1]}×{content.shape[-2]}; masks must have the content's size"
+            )
+    return [m.float() for m in masks]
+
+
+def _prepare_style(style: torch.Tensor, content: torch.Tensor, settings: GatysSettings):
+    """Resize a style image relative to the output and match its colours if asked."""
+    long_side = max(1, round(max(content.shape[-2:]) * settings.style_scale))
+    style = imageops.resize_long_side(style, long_side)
+    if settings.preserve_color in ("histogram", "mean-cov"):
+        style = color.match_color(style, content, settings.preserve_color)
+    return style
+
+
+def _luminance_inputs(
+    content: torch.Tensor, styles: list[torch.Tensor]
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Grey (3-channel) content and styles, the styles' luminance matched to the content's."""
+    content_luma = imageops.luminance(content)
+    grey_styles = [
+        color.match_luminance_stats(imageops.luminance(s), content_luma)
+        .clamp(0, 1)
+        .expand(3, -1, -1)
+        for s in styles
+    ]
+    return content_luma.expand(3, -1, -1), grey_styles
+
+
+def _finisher(
+    content: torch.Tensor, settings: GatysSettings
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Turn optimised pixels (1, 3, h, w) into the returned image (3, h, w) in [0, 1]."""
+    if settings.preserve_color != "luminance":
+        return lambda pixels: pixels[0].clamp(0, 1)
+
+    def recombine(pixels: torch.Tensor) -> torch.Tensor:
+        chroma = imageops.resize_to(content, *pixels.shape[-2:]).to(pixels.device)
+        return color.combine_luminance(imageops.luminance(pixels[0]), chroma)
+
+    return recombine
+
+
+def _level_image(image: torch.Tensor, size: int, full_size: int) -> torch.Tensor:
+    """``image`` (C, H, W) scaled by size / full_size, as a (1, C, h, w) batch."""
+    if size != full_size:
+        long_side = max(1, round(max(image.shape[-2:]) * size / full_size))
+        image = imageops.resize_long_side(image, long_side)
+    return image.unsqueeze(0)
+
+
+def _initial_pixels(
+    previous: torch.Tensor | None,
+    content: torch.Tensor,
+    styles: list[torch.Tensor],
+    settings: GatysSettings,
+    device: torch.device,
+) -> torch.Tensor:
+    """Starting pixels (1, 3, h, w) of a level: the upsampled previous level, or the init."""
+    height, width = content.shape[-2:]
+    if previous is not None:
+        start = F.interpolate(previous.detach(), size=(height, width), mode="bilinear")
+    elif settings.init == "content":
+        start = content
+    elif settings.init == "style":
+        start = imageops.resize_to(styles[0], height, width).unsqueeze(0)
+    else:
+        generator = torch.Generator().manual_seed(settings.seed)
+        start = torch.rand(1, 3, height, width, generator=generator)
+    return start.to(device).clamp(0, 1).clone().requires_grad_(True)
+
+
+class _Objective:
+    """The weighted loss of one pyramid level, with its targets computed once."""
+
+    def __init__(
+        self,
+        encoder: VGGEncoder,
+        layers: list[str],
+        *,
+        content: torch.Tensor,
+        styles: list[torch.Tensor],
+        masks: list[torch.Tensor] | None,
+        settings: GatysSettings,
+        dtype: torch.dtype,
+    ) -> None:
+        self.encoder, self.layers, self.settings, self.dtype = encoder, layers, settings, dtype
+        self.device = content.device
+        self.masks = masks
+        layer_weights = settings.style_layer_weights or (1.0,) * len(settings.style_layers)
+        self.style_layer_weights = dict(zip(settings.style_layers, layer_weights, strict=True))
+        with torch.no_grad():
+            features = self.features(content, settings.content_layers)
+            self.content_targets = {n: f.float() for n, f in features.items()}
+            style_grams = []
+            for style in styles:
+                features = self.features(style, settings.style_layers)
+                style_grams.append({n: gram_matrix(f) for n, f in features.items()})
+        if masks is None:
+            blend = settings.style_blend or (1.0,) * len(styles)
+            total = sum(blend)
+            self.style_targets = [
+                {
+                    n: sum(
+                        w / total * grams[n] for w, grams in zip(blend, style_grams, strict=True)
+                    )
+                    for n in settings.style_layers
+                }
+            ]
+        else:
+            self.style_targets = style_grams
+
+    def features(self, image: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
+        with autocast(self.device, self.dtype):
+            return self.encoder(image, layers)
+
+    def __call__(self, pixels: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Total loss and its weighted terms for pixels (1, 3, h, w)."""
+        s = self.settings
+        features = self.features(pixels, self.layers)
+        content = sum(content_loss(features[n], t) for n, t in self.content_targets.items())
+        style = 0.0
+        for index, targets in enumerate(self.style_targets):
+            for name, target in targets.items():
+                if self.masks is None:
+                    gram = gram_matrix(features[name])
+                else:
+                    gram = masked_gram_matrix(features[name], self.masks[index])
+                style = style + self.style_layer_weights[name] * F.mse_loss(gram, target)
+        terms = {
+            "content": s.content_weight * content,
+            "style": s.style_weight * style,
+            "tv": s.tv_weight * total_variation(pixels) if s.tv_weight else pixels.new_zeros(()),
+        }
+        return terms["content"] + terms["style"] + terms["tv"], terms
+
+
+@dataclass
+class _History:
+    """Loss history and step counting across levels; calls the user's callback."""
+
+    total_steps: int
+    callback: Callable[[StepInfo], None] | None
+    finish: Callable[[torch.Tensor], torch.Tensor]
+    level: int = 0
+    step: int = 0
+    losses: list[float] = field(default_factory=list)
+    content: list[float] = field(default_factory=list)
+    style: list[float] = field(default_factory=list)
+    tv: list[float] = field(default_factory=list)
+
+    def record(self, loss: torch.Tensor, terms: dict[str, torch.Tensor], pixels: torch.Tensor):
+        value = float(loss.detach())
+        self.step += 1
+        if not math.isfinite(value):
+            raise OptimisationError(
+                f"the loss became {value} at step {self.step}; lower --learning-rate or "
+                "--style-weight, or use --precision fp32"
+            )
+        self.losses.append(value)
+        self.content.append(float(terms["content"]))
+        self.style.append(float(terms["style"]))
+        self.tv.append(float(terms["tv"]))
+        if self.callback is not None:
+            self.callback(
+                StepInfo(
+                    step=self.step,
+                    total_steps=self.total_steps,
+                    level=self.level,
+                    loss=value,
+                    content_loss=self.content[-1],
+                    style_loss=self.style[-1],
+                    tv_loss=self.tv[-1],
+                    image=pixels,
+                    _finish=self.finish,
+                )
+            )
+
+
+def _optimise(
+    pixels: torch.Tensor,
+    objective: _Objective,
+    steps: int,
+    settings: GatysSettings,
+    history: _History,
+) -> torch.Tensor:
+    """Run ``steps`` loss evaluations on ``pixels`` (1, 3, h, w); returns the pixels."""
+    if steps == 0:
+        return pixels
+    if settings.optimizer == "lbfgs":
+        optimizer = torch.optim.LBFGS(
+            [pixels],
+            lr=settings.learning_rate or 1.0,
+            max_iter=steps,
+            max_eval=steps,
+            history_size=settings.lbfgs_history,
+            tolerance_grad=0.0,
+            tolerance_change=0.0,
+        )
+
+        def closure() -> torch.Tensor:
+            optimizer.zero_grad(set_to_none=True)
+            loss, terms = objective(pixels)
+            history.record(loss, terms, pixels)
+            loss.backward()
+            return loss
+
+        optimizer.step(closure)
+    else:
+        optimizer = torch.optim.Adam([pixels], lr=settings.learning_rate or 0.02)
+        for _ in range(steps):
+            optimizer.zero_grad(set_to_none=True)
+            loss, terms = objective(pixels)
+            history.record(loss, terms, pixels)
+            loss.backward()
+            optimizer.step()
+            with torch.no_grad():
+                pixels.clamp_(0, 1)
+    return pixels

@@ -1,0 +1,633 @@
+"""Where pretrained weights come from: registry, lookup, download, verification, loading.
+
+Every pretrained file brushwork uses is described by a :class:`WeightFile` in
+:data:`REGISTRY`. :func:`resolve` finds the file, in this order:
+
+1. an explicit ``path`` (the CLI's ``--weights PATH``);
+2. the environment: ``BRUSHWORK_<NAME>_WEIGHTS=/path/to/file`` for one file, or
+   ``BRUSHWORK_WEIGHTS_DIR=/folder`` holding files under their published names;
+3. the torch cache, ``<torch.hub.get_dir()>/checkpoints/<filename>`` — where
+   torchvision keeps the same files, so existing downloads are reused;
+4. a download from the published URL into that cache, unless ``download=False``,
+   ``BRUSHWORK_OFFLINE=1`` or ``HF_HUB_OFFLINE=1``.
+
+:func:`load_state_dict` then checks the file's SHA-256 (remembering files it has
+already checked, see :func:`verify`) and loads it with ``weights_only=True``.
+
+Torch is imported inside the functions that need it, so importing this module is cheap.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import hashlib
+import http.client
+import json
+import os
+import re
+import shutil
+import sys
+import tempfile
+import urllib.error
+import urllib.request
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from brushwork.errors import WeightsError
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = [
+    "ENV_OFFLINE",
+    "ENV_WEIGHTS_DIR",
+    "REGISTRY",
+    "WeightFile",
+    "cache_dir",
+    "download",
+    "expected_cache_path",
+    "file_env_var",
+    "get",
+    "is_offline",
+    "load_state_dict",
+    "register",
+    "resolve",
+    "sha256_file",
+    "status",
+    "verify",
+]
+
+#: Folder searched for weight files under their published file names.
+ENV_WEIGHTS_DIR = "BRUSHWORK_WEIGHTS_DIR"
+#: Set to 1 to forbid downloads (``HF_HUB_OFFLINE=1`` is honoured too).
+ENV_OFFLINE = "BRUSHWORK_OFFLINE"
+_OFFLINE_VARS = (ENV_OFFLINE, "HF_HUB_OFFLINE")
+_TRUE = {"1", "true", "yes", "on"}
+
+#: File in :func:`cache_dir` remembering the digests of files already hashed.
+INDEX_NAME = "brushwork-verified.json"
+
+_CHUNK = 1 << 20  # 1 MiB
+_TIMEOUT_S = 60.0  # per socket operation, not for the whole download
+_MIB = 1 << 20
+_HEX = re.compile(r"[0-9a-f]+")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+@dataclass(frozen=True)
+class WeightFile:
+    """One published pretrained file.
+
+    ``sha256`` is the file's full SHA-256 hex digest when known, otherwise the
+    published prefix (at least 8 hex characters); a file passes when its digest
+    starts with it.
+    """
+
+    name: str
+    filename: str
+    url: str
+    sha256: str
+    size_bytes: int | None = None
+    description: str = ""
+    license_note: str = ""
+    #: Whether ``size_bytes`` is the file's exact size (checked before hashing)
+    #: or only an estimate for messages and the disk-space check.
+    size_is_exact: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.name or self.name != self.name.strip():
+            raise ValueError(f"WeightFile name must be non-empty without spaces: {self.name!r}")
+        if not self.filename or Path(self.filename).name != self.filename:
+            raise ValueError(f"WeightFile filename must be a bare file name: {self.filename!r}")
+        digest = self.sha256.lower()
+        if len(digest) < 8 or len(digest) > 64 or not _HEX.fullmatch(digest):
+            raise ValueError(
+                f"WeightFile {self.name!r}: sha256 must be 8 to 64 hex characters, "
+                f"got {self.sha256!r}"
+            )
+        object.__setattr__(self, "sha256", digest)
+        if self.size_bytes is not None and self.size_bytes <= 0:
+            raise ValueError(f"WeightFile {self.name!r}: size_bytes must be positive")
+
+    @property
+    def size_text(self) -> str:
+        """The size in MiB for messages, or "unknown size"."""
+        if self.size_bytes is None:
+            return "unknown size"
+        return f"{'' if self.size_is_exact else '≈'}{self.size_bytes / _MIB:.0f} MiB"
+
+    @property
+    def exact_size(self) -> int | None:
+        """The size every valid copy must have, if it is known exactly."""
+        return self.size_bytes if self.size_is_exact else None
+
+
+#: Registry name -> published file. Add entries with :func:`register`.
+REGISTRY: dict[str, WeightFile] = {}
+
+
+def register(spec: WeightFile) -> WeightFile:
+    """Add ``spec`` to :data:`REGISTRY`; raises ``ValueError`` if the name is taken."""
+    if spec.name in REGISTRY:
+        raise ValueError(f"weights {spec.name!r} are already registered")
+    REGISTRY[spec.name] = spec
+    return spec
+
+
+_TORCHVISION_LICENSE = "torchvision model zoo (BSD-3-Clause code); trained on ImageNet"
+
+register(
+    WeightFile(
+        name="vgg19",
+        filename="vgg19-dcbb9e9d.pth",
+        url="https://download.pytorch.org/models/vgg19-dcbb9e9d.pth",
+        # Only the prefix published in the file name is known here. Whoever has network
+        # access should compute the full digest (`sha256sum vgg19-dcbb9e9d.pth`) and pin it.
+        sha256="dcbb9e9d",
+        # 143,667,240 float32 parameters + pickle overhead; not checked against the real
+        # file here, so it is only used for messages and the disk-space check.
+        size_bytes=574673361,  # ≈548 MiB
+        size_is_exact=False,
+        description=(
+            "VGG-19 ImageNet classifier as published with torchvision (only features.* is used)"
+        ),
+        license_note=_TORCHVISION_LICENSE,
+    )
+)
+register(
+    WeightFile(
+        name="vgg16",
+        filename="vgg16-397923af.pth",
+        url="https://download.pytorch.org/models/vgg16-397923af.pth",
+        sha256="397923af8e79cdbb6a7127f12361acd7a2f83e06b05044ddf496e83de57a5bf0",
+        size_bytes=553433881,  # ≈528 MiB
+        description=(
+            "VGG-16 ImageNet classifier as published with torchvision (only features.* is used)"
+        ),
+        license_note=_TORCHVISION_LICENSE,
+    )
+)
+
+
+def get(name: str) -> WeightFile:
+    """The registry entry called ``name``; WeightsError with a suggestion if there is none."""
+    spec = REGISTRY.get(name) or REGISTRY.get(name.strip().lower())
+    if spec is not None:
+        return spec
+    known = sorted(REGISTRY)
+    close = difflib.get_close_matches(name.lower(), known, n=1, cutoff=0.5)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    raise WeightsError(f"unknown weights '{name}' (known: {', '.join(known)}){hint}")
+
+
+# --------------------------------------------------------------------------- locations
+
+
+def cache_dir() -> Path:
+    """The torch checkpoint cache, ``<torch.hub.get_dir()>/checkpoints`` (honours $TORCH_HOME)."""
+    import torch.hub
+
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def expected_cache_path(name: str) -> Path:
+    """Where the file for ``name`` lives (or would live) in the torch cache."""
+    return cache_dir() / get(name).filename
+
+
+def file_env_var(name: str) -> str:
+    """The per-file environment variable for ``name``, e.g. ``BRUSHWORK_VGG19_WEIGHTS``."""
+    return "BRUSHWORK_" + re.sub(r"[^A-Z0-9]+", "_", name.upper()).strip("_") + "_WEIGHTS"
+
+
+def is_offline() -> bool:
+    """True when ``BRUSHWORK_OFFLINE`` or ``HF_HUB_OFFLINE`` is set to 1/true/yes/on."""
+    return any(os.environ.get(var, "").strip().lower() in _TRUE for var in _OFFLINE_VARS)
+
+
+def _offline_var() -> str:
+    return next(v for v in _OFFLINE_VARS if os.environ.get(v, "").strip().lower() in _TRUE)
+
+
+def _env_dirs() -> list[Path]:
+    value = os.environ.get(ENV_WEIGHTS_DIR, "")
+    return [Path(part).expanduser() for part in value.split(os.pathsep) if part.strip()]
+
+
+def _find_in_env(spec: WeightFile) -> tuple[Path | None, str]:
+    """The file named by the environment, with "env-file" / "env-dir", or (None, "missing").
+
+    Raises WeightsError when the per-file variable names a file that does not exist.
+    """
+    var = file_env_var(spec.name)
+    value = os.environ.get(var, "").strip()
+    if value:
+        candidate = Path(value).expanduser()
+        if candidate.is_dir():
+            candidate = candidate / spec.filename
+        if not candidate.is_file():
+            raise WeightsError(f"{var}={value} is set, but {candidate} does not exist")
+        return candidate, "env-file"
+    for folder in _env_dirs():
+        candidate = folder / spec.filename
+        if candidate.is_file():
+            return candidate, "env-dir"
+    return None, "missing"
+
+
+def status(name: str) -> tuple[Path | None, str]:
+    """Where the file for ``name`` is found right now, without downloading.
+
+    Returns ``(path, source)`` with source one of ``"env-file"``, ``"env-dir"``,
+    ``"cache"``, or ``(None, "missing")``. Never raises for a registered name.
+    """
+    spec = get(name)
+    try:
+        found, source = _find_in_env(spec)
+    except WeightsError:
+        found, source = None, "missing"
+    if found is not None:
+        return found, source
+    cached = cache_dir() / spec.filename
+    if cached.is_file():
+        return cached, "cache"
+    return None, "missing"
+
+
+def _how_to_provide(spec: WeightFile) -> str:
+    cached = cache_dir() / spec.filename
+    return (
+        "Provide it in one of these ways:\n"
+        f"  * pass --weights PATH (the downloaded {spec.filename});\n"
+        f"  * set {ENV_WEIGHTS_DIR}=<folder containing {spec.filename}> "
+        f"(or {file_env_var(spec.name)}=<file>);\n"
+        f"  * copy it to {cached} (e.g. after `brushwork weights download {spec.name}` "
+        "on a machine with internet)."
+    )
+
+
+def _not_available(spec: WeightFile, reason: str) -> WeightsError:
+    dirs = _env_dirs()
+    if dirs:
+        listed = os.pathsep.join(str(d) for d in dirs)
+        reason += f"; {ENV_WEIGHTS_DIR}={listed} does not contain {spec.filename}"
+    return WeightsError(
+        f"pretrained weights '{spec.name}' are not available: {spec.filename} "
+        f"({spec.size_text}) from {spec.url}\n{reason}.\n{_how_to_provide(spec)}"
+    )
+
+
+def resolve(
+    name: str,
+    *,
+    path: str | os.PathLike[str] | None = None,
+    download: bool = True,
+    progress: bool = True,
+) -> Path:
+    """The local file for ``name``: explicit path, environment, torch cache, else download.
+
+    The file is not hashed here (a fresh download is, on the fly); see :func:`verify`.
+    Raises WeightsError, saying how to provide the file, when it cannot be found.
+    """
+    spec = get(name)
+    if path is not None:
+        given = Path(path).expanduser()
+        if given.is_dir():
+            given = given / spec.filename
+        if not given.is_file():
+            raise WeightsError(f"weights file {given} for '{spec.name}' does not exist")
+        return given
+    found, _ = _find_in_env(spec)
+    if found is not None:
+        return found
+    cached = cache_dir() / spec.filename
+    if cached.is_file():
+        return cached
+    if not download:
+        raise _not_available(spec, "it is not on this machine and downloading was turned off")
+    if is_offline():
+        raise _not_available(
+            spec, f"it is not on this machine and offline mode is on ({_offline_var()}=1)"
+        )
+    return _download(spec, cached, progress=progress)
+
+
+# --------------------------------------------------------------------------- download
+
+
+def download(name: str, *, force: bool = False, progress: bool = True) -> Path:
+    """Fetch the file for ``name`` into the torch cache and return its path.
+
+    A cached file that passes :func:`verify` is kept unless ``force``; one that fails
+    is downloaded again. Refuses in offline mode.
+    """
+    spec = get(name)
+    cached = cache_dir() / spec.filename
+    if cached.is_file() and not force:
+        try:
+            verify(cached, spec)
+        except WeightsError as error:
+            print(f"{error}; downloading it again", file=sys.stderr)
+        else:
+            return cached
+    if is_offline():
+        raise WeightsError(
+            f"cannot download '{spec.name}': offline mode is on ({_offline_var()}=1); "
+            "unset it to download"
+        )
+    return _download(spec, cached, progress=progress)
+
+
+def _download(spec: WeightFile, dest: Path, *, progress: bool) -> Path:
+    """Stream ``spec.url`` into ``dest`` atomically, checking size and SHA-256 on the way."""
+    folder = dest.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise WeightsError(
+            f"cannot create the weights cache folder {folder}: {error.strerror or error}.\n"
+            f"{_how_to_provide(spec)}"
+        ) from error
+    if spec.size_bytes is not None:
+        with contextlib.suppress(OSError):
+            free = shutil.disk_usage(folder).free
+            if free < spec.size_bytes:
+                raise WeightsError(
+                    f"not enough disk space in {folder} to download {spec.filename}: "
+                    f"{spec.size_text} needed, {free / _MIB:.0f} MiB free.\n{_how_to_provide(spec)}"
+                )
+
+    fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=f".{spec.filename}.", suffix=".part")
+    tmp = Path(tmp_name)
+    hasher = hashlib.sha256()
+    received = 0
+    try:
+        with os.fdopen(fd, "wb") as out:
+            request = urllib.request.Request(spec.url, headers={"User-Agent": "brushwork"})
+            try:
+                response = urllib.request.urlopen(request, timeout=_TIMEOUT_S)
+            except ValueError as error:  # malformed URL
+                raise WeightsError(f"cannot download {spec.url}: {error}") from error
+            with response:
+                length = response.headers.get("Content-Length")
+                total = int(length) if length and length.isdigit() else spec.size_bytes
+                with _progress_bar(spec, total, enabled=progress) as advance:
+                    while chunk := response.read(_CHUNK):
+                        out.write(chunk)
+                        hasher.update(chunk)
+                        received += len(chunk)
+                        advance(len(chunk))
+            out.flush()
+            os.fsync(out.fileno())
+        digest = hasher.hexdigest()
+        if spec.exact_size is not None and received != spec.exact_size:
+            raise WeightsError(
+                f"download of {spec.url} is incomplete or wrong: got {received} bytes, "
+                f"expected {spec.exact_size}; nothing was saved, try again"
+            )
+        if not digest.startswith(spec.sha256):
+            raise WeightsError(
+                f"download of {spec.url} failed its SHA-256 check: expected "
+                f"{spec.sha256}..., got {digest[: max(len(spec.sha256), 16)]}...; "
+                "nothing was saved, try again"
+            )
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, dest)
+    except (OSError, http.client.HTTPException) as error:  # URLError, timeouts, disk full
+        raise WeightsError(
+            f"could not download '{spec.name}' from {spec.url}: {_describe(error)}.\n"
+            f"{_how_to_provide(spec)}"
+        ) from error
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        _remember(dest, dest.stat(), digest)
+    return dest
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, urllib.error.HTTPError):
+        return f"HTTP {error.code} {error.reason}"
+    if isinstance(error, urllib.error.URLError):
+        return str(error.reason)
+    if isinstance(error, TimeoutError):
+        return "the connection timed out"
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    return str(error) or type(error).__name__
+
+
+def _progress_console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+@contextlib.contextmanager
+def _progress_bar(
+    spec: WeightFile, total: int | None, *, enabled: bool
+) -> Iterator[Callable[[int], None]]:
+    """Yield ``advance(n_bytes)``: a rich bar on a terminal, one line of text otherwise."""
+    if not enabled:
+        yield lambda n: None
+        return
+    console = _progress_console()
+    if not console.is_terminal:
+        console.print(
+            f"downloading {spec.filename} ({spec.size_text}) from {spec.url}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        yield lambda n: None
+        return
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+    ) as bar:
+        task = bar.add_task(spec.filename, total=total)
+        yield lambda n: bar.advance(task, n)
+
+
+# --------------------------------------------------------------------------- verification
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """The SHA-256 hex digest of a file, read in 1 MiB chunks."""
+    hasher = hashlib.sha256()
+    buffer = bytearray(_CHUNK)
+    view = memoryview(buffer)
+    with open(path, "rb") as file:
+        while n := file.readinto(buffer):
+            hasher.update(view[:n])
+    return hasher.hexdigest()
+
+
+def _index_key(path: Path) -> str:
+    return str(path.resolve())
+
+
+def _read_index() -> dict[str, Any]:
+    try:
+        data = json.loads((cache_dir() / INDEX_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _known_digest(path: Path, stat: os.stat_result) -> str | None:
+    entry = _read_index().get(_index_key(path))
+    if (
+        isinstance(entry, dict)
+        and entry.get("size") == stat.st_size
+        and entry.get("mtime_ns") == stat.st_mtime_ns
+        and isinstance(entry.get("sha256"), str)
+        and len(entry["sha256"]) == 64
+    ):
+        return entry["sha256"]
+    return None
+
+
+def _remember(path: Path, stat: os.stat_result, digest: str) -> None:
+    """Record ``digest`` for ``path`` in the index; silently skipped if it cannot be written."""
+    folder = cache_dir()
+    tmp: Path | None = None
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        index = {key: entry for key, entry in _read_index().items() if os.path.exists(key)}
+        index[_index_key(path)] = {
+            "size": stat.st_size,
+            "mtime_ns": stat.st_mtime_ns,
+            "sha256": digest,
+        }
+        fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=f".{INDEX_NAME}.", suffix=".tmp")
+        tmp = Path(tmp_name)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            json.dump(index, out, indent=1, sort_keys=True)
+        os.replace(tmp, folder / INDEX_NAME)
+        tmp = None
+    except OSError:
+        pass
+    finally:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+
+
+def verify(path: str | os.PathLike[str], spec: WeightFile) -> None:
+    """Check that the file's SHA-256 starts with ``spec.sha256``; WeightsError if not.
+
+    Digests are remembered in ``cache_dir()/brushwork-verified.json`` by resolved path,
+    size and modification time, so an unchanged file is hashed only once.
+    """
+    file = Path(path)
+    try:
+        stat = file.stat()
+    except OSError as error:
+        raise WeightsError(f"cannot read weights file {file}: {_describe(error)}") from error
+    if spec.exact_size is not None and stat.st_size != spec.exact_size:
+        raise WeightsError(
+            f"weights file {file} is not the published {spec.filename} for '{spec.name}': "
+            f"{stat.st_size} bytes, expected {spec.exact_size} (truncated download?); "
+            f"delete it and run `brushwork weights download {spec.name}`"
+        )
+    digest = _known_digest(file, stat)
+    if digest is None:
+        try:
+            digest = sha256_file(file)
+        except OSError as error:
+            raise WeightsError(f"cannot read weights file {file}: {_describe(error)}") from error
+        with contextlib.suppress(OSError):
+            if file.stat().st_mtime_ns == stat.st_mtime_ns:  # unchanged while hashing
+                _remember(file, stat, digest)
+    if not digest.startswith(spec.sha256):
+        shown = digest[: max(len(spec.sha256), 16)]
+        raise WeightsError(
+            f"weights file {file} failed its SHA-256 check for '{spec.name}': expected "
+            f"{spec.sha256}..., got {shown}... (corrupt, or a different file); delete it and "
+            f"run `brushwork weights download {spec.name}`"
+        )
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_state_dict(
+    name: str,
+    *,
+    path: str | os.PathLike[str] | None = None,
+    download: bool = True,
+    verify_hash: bool = True,
+    progress: bool = True,
+) -> dict[str, torch.Tensor]:
+    """Resolve, verify and load the state dict for ``name`` onto the CPU.
+
+    ``.safetensors`` files are read with safetensors; anything else with
+    ``torch.load(..., weights_only=True)`` (memory-mapped for zip-format checkpoints).
+    """
+    spec = get(name)
+    file = resolve(name, path=path, download=download, progress=progress)
+    if verify_hash:
+        verify(file, spec)
+    return _load_file(file, spec)
+
+
+def _load_file(file: Path, spec: WeightFile) -> dict[str, torch.Tensor]:
+    import torch
+
+    try:
+        if file.suffix.lower() == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(file), device="cpu")
+        else:
+            state = torch.load(
+                str(file),
+                map_location="cpu",
+                weights_only=True,
+                mmap=zipfile.is_zipfile(file),
+            )
+    except Exception as error:
+        raise WeightsError(
+            f"{file} is not a valid checkpoint for '{spec.name}': {_load_reason(error)}"
+        ) from error
+    if not isinstance(state, dict):
+        raise WeightsError(
+            f"{file} is not a valid checkpoint for '{spec.name}': it holds a "
+            f"{type(state).__name__}, not a state dict"
+        )
+    for key, value in state.items():
+        if not isinstance(key, str) or not isinstance(value, torch.Tensor):
+            raise WeightsError(
+                f"{file} is not a valid checkpoint for '{spec.name}': entry {key!r} is a "
+                f"{type(value).__name__}, not a tensor"
+            )
+    return dict(state)
+
+
+def _load_reason(error: BaseException) -> str:
+    """A one-line reason from torch's long weights_only error messages."""
+    text = _ANSI.sub("", str(error))
+    for line in text.splitlines():
+        if "WeightsUnpickler error:" in line:
+            reason = line.split("WeightsUnpickler error:", 1)[1].split(" Please use", 1)[0]
+            return "refused to unpickle it safely: " + reason.strip()
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    return first or type(error).__name__

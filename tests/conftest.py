@@ -1,0 +1,45 @@
+"""Shared fixtures: real networks at real or tiny sizes with seeded random weights."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from brushwork.encoders import VGGEncoder
+
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture(scope="session")
+def vgg19() -> VGGEncoder:
+    """Real-size VGG-19 with seeded random weights (torchvision's initialisation)."""
+    return VGGEncoder("vgg19", generator=torch.Generator().manual_seed(0))
+
+
+def _to_tensor(array: np.ndarray, size: int) -> torch.Tensor:
+    import torch.nn.functional as F
+
+    image = torch.from_numpy(array).permute(2, 0, 1).float().div(255)[None]
+    h, w = image.shape[-2:]
+    scale = size / max(h, w)
+    out = F.interpolate(
+        image, size=(round(h * scale), round(w * scale)), mode="bilinear", antialias=True
+    )
+    return out[0].clamp(0, 1)
+
+
+@pytest.fixture(scope="session")
+def content_image() -> torch.Tensor:
+    """(3, 64, 64) photograph (scikit-image's astronaut)."""
+    from skimage import data
+
+    return _to_tensor(data.astronaut(), 64)
+
+
+@pytest.fixture(scope="session")
+def style_image() -> torch.Tensor:
+    """(3, 43, 64) photograph with other colours and texture (scikit-image's coffee)."""
+    from skimage import data
+
+    return _to_tensor(data.coffee(), 64)
