@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -43,3 +46,37 @@ def style_image() -> torch.Tensor:
     from skimage import data
 
     return _to_tensor(data.coffee(), 64)
+
+
+#: torchvision's VGG-19 configuration ("E"): channel counts, "M" = max-pool.
+VGG19_CFG = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M"]
+VGG19_CFG += [512, 512, 512, 512, "M", 512, 512, 512, 512, "M"]
+
+
+def vgg19_shapes() -> dict[str, tuple[int, ...]]:
+    """Key -> shape of torchvision's VGG-19 features, at their Sequential indices."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    index, channels = 0, 3
+    for item in VGG19_CFG:
+        if item == "M":
+            index += 1
+            continue
+        shapes[f"features.{index}.weight"] = (int(item), channels, 3, 3)
+        shapes[f"features.{index}.bias"] = (int(item),)
+        channels = int(item)
+        index += 2  # conv, relu
+    return shapes
+
+
+@pytest.fixture(scope="session")
+def vgg19_file(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """A VGG-19 state dict in the published layout (random weights), and its SHA-256."""
+    generator = torch.Generator().manual_seed(0)
+    state = {
+        key: torch.randn(shape, generator=generator) * 0.01 for key, shape in vgg19_shapes().items()
+    }
+    state["classifier.0.weight"] = torch.zeros(4, 8)
+    state["classifier.0.bias"] = torch.zeros(4)
+    path = tmp_path_factory.mktemp("vgg") / "vgg19-test.pth"
+    torch.save(state, path)
+    return path, hashlib.sha256(path.read_bytes()).hexdigest()

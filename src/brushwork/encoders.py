@@ -121,6 +121,12 @@ class VGGEncoder(nn.Module):
                 )
         return layers
 
+    def min_input_size(self, layers: Iterable[str]) -> int:
+        """Smallest height/width for which every layer in ``layers`` is at least 1 px."""
+        deepest = max(self.layer_index[name] for name in self.check_layers(layers))
+        pools = sum(1 for name in self.layer_names[:deepest] if name.startswith("pool"))
+        return 2**pools
+
     def forward(self, image: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
         """Activations of ``layers`` for ``image``.
 

@@ -27,6 +27,7 @@ starts at a coarse size and refines, so most steps are cheap. See
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -78,6 +79,8 @@ class GatysSettings:
         precision: compute dtype of the network: ``"auto"``, ``"fp32"``,
             ``"bf16"`` or ``"fp16"`` (see :func:`brushwork.devices.resolve_precision`).
         lbfgs_history: number of past updates L-BFGS keeps.
+        line_search: L-BFGS with a strong-Wolfe line search (each evaluation
+            counts as a step, so the step budget is the same either way).
         seed: seeds the noise initialisation (the only randomness).
     """
 
@@ -103,6 +106,7 @@ class GatysSettings:
     pooling: str = "max"
     precision: str = "auto"
     lbfgs_history: int = 100
+    line_search: bool = True
     seed: int = 0
 
     def validate(self, num_styles: int = 1) -> None:
@@ -209,6 +213,8 @@ class GatysResult:
         levels: (height, width, steps run) of each pyramid level.
         seconds: wall time of the optimisation (targets included).
         device: where it ran; precision: the network's compute dtype.
+        final_loss: the total loss of the returned image at full size (for
+            L-BFGS the best point it evaluated there; NaN if ``steps`` is 0).
     """
 
     image: torch.Tensor
@@ -220,11 +226,7 @@ class GatysResult:
     seconds: float
     device: str
     precision: str
-
-    @property
-    def final_loss(self) -> float:
-        """The last evaluated total loss (NaN if no step ran)."""
-        return self.losses[-1] if self.losses else float("nan")
+    final_loss: float
 
 
 def pyramid_sizes(size: int, pixels: int, settings: GatysSettings) -> list[int]:
@@ -302,10 +304,16 @@ def gatys(
         content, style_list = _luminance_inputs(content, style_list)
 
     height, width = content.shape[-2:]
+    min_side = encoder.min_input_size(layers)
+    _check_large_enough(content, style_list, min_side, layers)
     sizes = pyramid_sizes(max(height, width), height * width, settings)
+    # Coarse levels at which an image would be smaller than the network needs are skipped.
+    smallest = min(min(image.shape[-2:]) for image in (content, *style_list))
+    sizes = [size for size in sizes if smallest * size // sizes[-1] >= min_side]
     level_steps = [settings.coarse_steps] * (len(sizes) - 1) + [settings.steps]
     history = _History(total_steps=sum(level_steps), callback=callback, finish=finish)
     pixels = None
+    final_loss = float("nan")
     levels = []
     try:
         for level, (size, steps) in enumerate(zip(sizes, level_steps, strict=True)):
@@ -324,7 +332,7 @@ def gatys(
             pixels = _initial_pixels(pixels, level_content, style_list, settings, device)
             history.level = level
             before = history.step
-            pixels = _optimise(pixels, objective, steps, settings, history)
+            pixels, final_loss = _optimise(pixels, objective, steps, settings, history)
             levels.append((*pixels.shape[-2:], history.step - before))
     except (torch.cuda.OutOfMemoryError, RuntimeError) as error:
         if not _is_out_of_memory(error):
@@ -344,6 +352,7 @@ def gatys(
         seconds=time.perf_counter() - start,
         device=str(device),
         precision=str(dtype).removeprefix("torch."),
+        final_loss=final_loss,
     )
 
 
@@ -359,6 +368,20 @@ def _check_image(what: str, image: torch.Tensor) -> None:
         raise ConfigError(f"{what} must be a (3, H, W) RGB tensor, got shape {tuple(image.shape)}")
     if min(image.shape[-2:]) < 1:
         raise ConfigError(f"{what} is empty (shape {tuple(image.shape)})")
+
+
+def _check_large_enough(
+    content: torch.Tensor, styles: list[torch.Tensor], min_side: int, layers: list[str]
+) -> None:
+    for what, image in [("content image", content)] + [
+        (f"style image {i}", s) for i, s in enumerate(styles, start=1)
+    ]:
+        if min(image.shape[-2:]) < min_side:
+            raise ConfigError(
+                f"the {what} is {image.shape[-1]}×{image.shape[-2]} px after resizing, but the "
+                f"layers {', '.join(layers)} need at least {min_side} px on each side; "
+                "use a larger --size (or --style-scale for the style)"
+            )
 
 
 def _check_masks(
@@ -532,9 +555,9 @@ class _History:
                 "--style-weight, or use --precision fp32"
             )
         self.losses.append(value)
-        self.content.append(float(terms["content"]))
-        self.style.append(float(terms["style"]))
-        self.tv.append(float(terms["tv"]))
+        self.content.append(float(terms["content"].detach()))
+        self.style.append(float(terms["style"].detach()))
+        self.tv.append(float(terms["tv"].detach()))
         if self.callback is not None:
             self.callback(
                 StepInfo(
@@ -551,36 +574,26 @@ class _History:
             )
 
 
+class _StepBudgetReached(Exception):
+    """Raised inside the L-BFGS closure to stop it at exactly the step budget."""
+
+
 def _optimise(
     pixels: torch.Tensor,
     objective: _Objective,
     steps: int,
     settings: GatysSettings,
     history: _History,
-) -> torch.Tensor:
-    """Run ``steps`` loss evaluations on ``pixels`` (1, 3, h, w); returns the pixels."""
+) -> tuple[torch.Tensor, float]:
+    """Run ``steps`` loss evaluations on ``pixels`` (1, 3, h, w).
+
+    Returns the pixels and their loss: for L-BFGS the best point evaluated (its
+    line search may be stopped by the budget at a trial point), for Adam the
+    last evaluated one.
+    """
     if steps == 0:
-        return pixels
-    if settings.optimizer == "lbfgs":
-        optimizer = torch.optim.LBFGS(
-            [pixels],
-            lr=settings.learning_rate or 1.0,
-            max_iter=steps,
-            max_eval=steps,
-            history_size=settings.lbfgs_history,
-            tolerance_grad=0.0,
-            tolerance_change=0.0,
-        )
-
-        def closure() -> torch.Tensor:
-            optimizer.zero_grad(set_to_none=True)
-            loss, terms = objective(pixels)
-            history.record(loss, terms, pixels)
-            loss.backward()
-            return loss
-
-        optimizer.step(closure)
-    else:
+        return pixels, float("nan")
+    if settings.optimizer == "adam":
         optimizer = torch.optim.Adam([pixels], lr=settings.learning_rate or 0.02)
         for _ in range(steps):
             optimizer.zero_grad(set_to_none=True)
@@ -590,4 +603,40 @@ def _optimise(
             optimizer.step()
             with torch.no_grad():
                 pixels.clamp_(0, 1)
-    return pixels
+        return pixels, history.losses[-1]
+
+    optimizer = torch.optim.LBFGS(
+        [pixels],
+        lr=settings.learning_rate or 1.0,
+        max_iter=steps,
+        max_eval=steps,
+        history_size=settings.lbfgs_history,
+        tolerance_grad=0.0,
+        tolerance_change=0.0,
+        # Without a line search torch's L-BFGS stalls on losses of small scale
+        # (its first step is at most 1/|g|₁ and curvature pairs with sᵀy < 1e-10
+        # are dropped); the strong-Wolfe line search makes it scale-free.
+        line_search_fn="strong_wolfe" if settings.line_search else None,
+    )
+    evaluations = 0
+    best_loss, best_pixels = math.inf, pixels.detach().clone()
+
+    def closure() -> torch.Tensor:
+        nonlocal evaluations, best_loss
+        if evaluations == steps:
+            raise _StepBudgetReached
+        evaluations += 1
+        optimizer.zero_grad(set_to_none=True)
+        loss, terms = objective(pixels)
+        history.record(loss, terms, pixels)
+        if history.losses[-1] < best_loss:
+            best_loss = history.losses[-1]
+            best_pixels.copy_(pixels.detach())
+        loss.backward()
+        return loss.detach()
+
+    with contextlib.suppress(_StepBudgetReached):
+        optimizer.step(closure)
+    with torch.no_grad():
+        pixels.copy_(best_pixels)
+    return pixels, best_loss
