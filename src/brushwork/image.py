@@ -20,7 +20,6 @@ import os
 import secrets
 import struct
 import threading
-import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -125,17 +124,12 @@ def _open_oriented(file: Path, max_pixels: int, what: str) -> Image.Image:
     """
     _check_max_pixels_setting(max_pixels)
     _check_is_file(file, what)
-    with _strict_pillow(max_pixels):
+    with _strict_pillow():
         try:
             with Image.open(file) as img:
                 _check_dimensions(img.width, img.height, file, max_pixels)
                 img.load()
                 return _exif_transposed(img)
-        except Image.DecompressionBombError as err:
-            raise ImageError(
-                f"{what} '{file}' has more than twice the limit of {max_pixels:,} pixels; "
-                "resize it or raise the limit with --max-pixels"
-            ) from err
         except UnidentifiedImageError as err:
             raise ImageError(
                 f"'{file}' is not an image file that can be read; "
@@ -153,24 +147,23 @@ def _open_oriented(file: Path, max_pixels: int, what: str) -> Image.Image:
 
 
 @contextlib.contextmanager
-def _strict_pillow(max_pixels: int) -> Iterator[None]:
+def _strict_pillow() -> Iterator[None]:
     """Make Pillow defer to our pixel limit and refuse truncated files.
 
-    Pillow warns above ``Image.MAX_IMAGE_PIXELS`` and raises above twice that,
-    before we can look at the size. For the duration of the block the limit is
-    set to ``max_pixels`` (the warning is silenced: our own check rejects those
-    sizes with a better message) and ``ImageFile.LOAD_TRUNCATED_IMAGES`` is
-    False. Both globals are restored afterwards.
+    Pillow's own decompression-bomb check (``Image.MAX_IMAGE_PIXELS``) fires
+    inside ``Image.open`` with a message that knows nothing of ``--max-pixels``.
+    ``Image.open`` reads only the header, so for the duration of the block
+    Pillow's check is off and ours (:func:`_check_dimensions`, before any pixel
+    is decoded) is the only one; ``ImageFile.LOAD_TRUNCATED_IMAGES`` is False.
+    Both globals are restored afterwards.
     """
     with _PILLOW_GLOBALS_LOCK:
         old_limit = Image.MAX_IMAGE_PIXELS
         old_truncated = ImageFile.LOAD_TRUNCATED_IMAGES
-        Image.MAX_IMAGE_PIXELS = max_pixels
+        Image.MAX_IMAGE_PIXELS = None
         ImageFile.LOAD_TRUNCATED_IMAGES = False
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                yield
+            yield
         finally:
             Image.MAX_IMAGE_PIXELS = old_limit
             ImageFile.LOAD_TRUNCATED_IMAGES = old_truncated

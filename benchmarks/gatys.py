@@ -1,0 +1,239 @@
+"""Speed, memory and final loss of brushwork's Gatys against the textbook loop.
+
+Both use the same real-size VGG-19 with seeded random weights (the cost of a
+network does not depend on what its weights learned), the same content and
+style images (scikit-image's astronaut and coffee) and the same objective:
+content relu4_2, Gram style relu1_1…relu5_1, style weight 1e6.
+
+* plain: the textbook loop of ``plain_gatys.py`` — float32, the whole VGG
+  ``features`` on every evaluation, full resolution from the first step, L-BFGS
+  with ``--plain-steps`` evaluations (with the same strong-Wolfe line search
+  as ours, so that only the speed-ups differ; ``--plain-no-line-search`` for
+  the bare textbook optimiser).
+* brushwork: ``brushwork.transfer.gatys`` with its default settings.
+* brushwork-fp32: the same schedule with ``precision="fp32"``, to show that
+  bf16 convolutions do not hurt the result.
+
+The final loss of every result is computed the same way: the image as saved
+(clamped to [0, 1]), full resolution, float32, the whole network. Each run is
+a fresh subprocess so that its peak memory (RSS on CPU, allocated on CUDA) is
+its own.
+
+    python benchmarks/gatys.py                      # 512 px, 300 plain steps
+    python benchmarks/gatys.py --size 256 --plain-steps 100 --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from brushwork.encoders import VGGEncoder
+from brushwork.transfer import GatysSettings, gatys
+from plain_gatys import get_features as plain_features
+from plain_gatys import gram, plain_gatys, textbook_vgg19
+
+CONTENT_LAYERS = ("relu4_2",)
+STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+STYLE_WEIGHT = 1e6
+
+
+def images(size: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Content (1, 3, size, size) and style (1, 3, h, size) in [0, 1]."""
+    from skimage import data
+
+    def load(array, long_side):
+        x = torch.from_numpy(array).permute(2, 0, 1).float().div(255)[None]
+        h, w = x.shape[-2:]
+        scale = long_side / max(h, w)
+        size_hw = (round(h * scale), round(w * scale))
+        return F.interpolate(x, size=size_hw, mode="bilinear", antialias=True).clamp(0, 1)
+
+    return load(data.astronaut(), size).to(device), load(data.coffee(), size).to(device)
+
+
+def random_vgg19(device: torch.device) -> VGGEncoder:
+    return VGGEncoder("vgg19", generator=torch.Generator().manual_seed(0)).to(device)
+
+
+def reference_loss(encoder: VGGEncoder, content, style, image) -> float:
+    """The objective in float32 at full resolution, computed by the textbook code."""
+    model, names = textbook_vgg19(encoder.state_dict())
+    model = model.to(content.device)
+    wanted = set(CONTENT_LAYERS) | set(STYLE_LAYERS)
+    with torch.no_grad():
+        c = plain_features(model, names, content, wanted)
+        s = plain_features(model, names, style, wanted)
+        x = plain_features(model, names, image.clamp(0, 1), wanted)
+        content_term = sum(F.mse_loss(x[n], c[n]) for n in CONTENT_LAYERS)
+        style_term = sum(F.mse_loss(gram(x[n]), gram(s[n])) for n in STYLE_LAYERS)
+    return float(content_term + STYLE_WEIGHT * style_term)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_evaluations(evaluate, device: torch.device, repeats: int) -> float:
+    """Median seconds of one forward+backward evaluation."""
+    evaluate()  # warm-up
+    times = []
+    for _ in range(repeats):
+        sync(device)
+        start = time.perf_counter()
+        evaluate()
+        sync(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def worker(args: argparse.Namespace) -> dict:
+    """One measured configuration, in its own process."""
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    encoder = random_vgg19(device)
+    content, style = images(args.size, device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    result: dict = {"config": args.worker}
+
+    if args.worker == "plain":
+        model, names = textbook_vgg19(encoder.state_dict())
+        model = model.to(device)
+        wanted = set(CONTENT_LAYERS) | set(STYLE_LAYERS)
+        with torch.no_grad():
+            c_t = plain_features(model, names, content, wanted)
+            s_t = {n: gram(f) for n, f in plain_features(model, names, style, wanted).items()}
+        pixels = content.clone().requires_grad_(True)
+
+        def evaluate():
+            feats = plain_features(model, names, pixels, wanted)
+            loss = sum(F.mse_loss(feats[n], c_t[n]) for n in CONTENT_LAYERS)
+            loss = loss + STYLE_WEIGHT * sum(
+                F.mse_loss(gram(feats[n]), s_t[n]) for n in STYLE_LAYERS
+            )
+            loss.backward()
+
+        result["step_s"] = time_evaluations(evaluate, device, args.repeats)
+        sync(device)
+        start = time.perf_counter()
+        image, losses = plain_gatys(
+            model,
+            names,
+            content,
+            style,
+            steps=args.plain_steps,
+            content_layers=CONTENT_LAYERS,
+            style_layers=STYLE_LAYERS,
+            content_weight=1.0,
+            style_weight=STYLE_WEIGHT,
+            line_search=not args.plain_no_line_search,
+        )
+        sync(device)
+        result["run_s"] = time.perf_counter() - start
+        result["full_res_steps"] = len(losses)
+        result["schedule"] = f"{args.size}px × {len(losses)}"
+    else:
+        precision = "fp32" if args.worker == "brushwork-fp32" else "auto"
+        settings = GatysSettings(size=args.size, precision=precision)
+        from brushwork.transfer.gatys import _Objective
+
+        objective = _Objective(
+            encoder,
+            encoder.check_layers(dict.fromkeys(CONTENT_LAYERS + STYLE_LAYERS)),
+            content=content,
+            styles=[style],
+            masks=None,
+            settings=settings,
+            dtype=_dtype(settings, device),
+        )
+        pixels = content.clone().requires_grad_(True)
+        result["step_s"] = time_evaluations(
+            lambda: objective(pixels)[0].backward(), device, args.repeats
+        )
+        sync(device)
+        start = time.perf_counter()
+        out = gatys(content[0], style[0], settings=settings, encoder=encoder, device=device)
+        sync(device)
+        result["run_s"] = time.perf_counter() - start
+        image = out.image[None].to(device)
+        result["full_res_steps"] = out.levels[-1][2]
+        result["schedule"] = " → ".join(f"{max(h, w)}px × {n}" for h, w, n in out.levels)
+        result["precision"] = out.precision
+    result["final_loss"] = reference_loss(encoder, content, style, image)
+    if device.type == "cuda":
+        result["peak_mib"] = torch.cuda.max_memory_allocated() / 2**20
+    else:
+        result["peak_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return result
+
+
+def _dtype(settings: GatysSettings, device: torch.device) -> torch.dtype:
+    from brushwork.devices import resolve_precision
+
+    return resolve_precision(settings.precision, device)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--plain-steps", type=int, default=300)
+    parser.add_argument("--plain-no-line-search", action="store_true")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--repeats", type=int, default=3, help="timed evaluations per config")
+    parser.add_argument(
+        "--configs", default="plain,brushwork,brushwork-fp32", help="comma-separated subset"
+    )
+    parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
+    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(worker(args)))
+        return
+
+    rows = []
+    for config in args.configs.split(","):
+        command = [sys.executable, __file__, "--worker", config, *_forwarded(args)]
+        print(f"running {config} …", file=sys.stderr, flush=True)
+        output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+        rows.append(json.loads(output.strip().splitlines()[-1]))
+    print_table(rows, args)
+    if args.json:
+        args.json.write_text(json.dumps({"size": args.size, "device": args.device, "rows": rows}))
+
+
+def _forwarded(args: argparse.Namespace) -> list[str]:
+    out = ["--size", str(args.size), "--plain-steps", str(args.plain_steps)]
+    out += ["--device", args.device, "--repeats", str(args.repeats)]
+    return out + (["--plain-no-line-search"] if args.plain_no_line_search else [])
+
+
+def print_table(rows: list[dict], args: argparse.Namespace) -> None:
+    plain = next((r for r in rows if r["config"] == "plain"), None)
+    print(f"\nGatys, VGG-19 (random weights), {args.size} px, device {args.device}")
+    header = f"{'config':<16}{'s/step':>9}{'run s':>9}{'peak MiB':>10}{'final loss':>13}"
+    header += f"{'step ×':>8}{'run ×':>8}  schedule"
+    print(header)
+    for r in rows:
+        step_x = plain["step_s"] / r["step_s"] if plain else float("nan")
+        run_x = plain["run_s"] / r["run_s"] if plain else float("nan")
+        print(
+            f"{r['config']:<16}{r['step_s']:>9.3f}{r['run_s']:>9.1f}{r['peak_mib']:>10.0f}"
+            f"{r['final_loss']:>13.5g}{step_x:>8.2f}{run_x:>8.2f}  {r['schedule']}"
+        )
+
+
+if __name__ == "__main__":
+    main()

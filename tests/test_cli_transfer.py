@@ -1,0 +1,147 @@
+"""``brushwork transfer``: a real run at tiny size, and every bad input the issue lists."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from brushwork.cli.main import main
+from brushwork.image import load_image, save_image
+
+
+@pytest.fixture
+def files(tmp_path: Path, content_image, style_image, vgg19_file) -> dict[str, Path]:
+    paths = {
+        "content": save_image(content_image, tmp_path / "content.png"),
+        "style": save_image(style_image, tmp_path / "style.png"),
+        "weights": vgg19_file[0],
+        "out": tmp_path / "out.png",
+    }
+    return paths
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    """Never touch the network or the user's cache."""
+    monkeypatch.setenv("BRUSHWORK_OFFLINE", "1")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    monkeypatch.delenv("BRUSHWORK_WEIGHTS_DIR", raising=False)
+    monkeypatch.delenv("BRUSHWORK_VGG19_WEIGHTS", raising=False)
+    monkeypatch.setattr(torch.hub, "_hub_dir", None)
+
+
+def transfer(files: dict[str, Path], *extra: str, style: Path | None = None, styles=()) -> int:
+    argv = ["transfer", str(files["content"]), str(style or files["style"]), *map(str, styles)]
+    argv += ["-o", str(files["out"]), "--size", "32", "--steps", "3", "--device", "cpu", "-q"]
+    argv += ["--weights", str(files["weights"]), *extra]
+    return main(argv)
+
+
+def one_line_error(capsys) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: ")
+    return lines[0]
+
+
+def test_transfer_writes_the_image_and_intermediates(files):
+    assert transfer(files, "--save-every", "2") == 0
+    out = load_image(files["out"])
+    assert out.shape == (3, 32, 32)
+    assert (files["out"].parent / "out_step00002.png").exists()
+    assert not list(files["out"].parent.glob(".*"))  # no temp files left behind
+
+
+def test_two_styles_with_blend_and_luminance_preservation(files):
+    code = transfer(
+        files,
+        "--style-blend",
+        "0.7,0.3",
+        "--preserve-color",
+        "luminance",
+        styles=[files["content"]],
+    )
+    assert code == 0
+
+
+def test_missing_file(files, capsys):
+    files["content"] = files["content"].with_name("nope.jpg")
+    assert transfer(files) == 1
+    assert "nope.jpg" in one_line_error(capsys)
+    assert not files["out"].exists()
+
+
+@pytest.mark.parametrize("kind", ["truncated", "text", "empty"])
+def test_unreadable_images(files, capsys, kind):
+    bad = files["style"].with_name(f"bad-{kind}.png")
+    data = files["style"].read_bytes()
+    bad.write_bytes(
+        {"truncated": data[: len(data) // 2], "text": b"hello, not an image\n", "empty": b""}[kind]
+    )
+    assert transfer(files, style=bad) == 1
+    assert bad.name in one_line_error(capsys)
+    assert not files["out"].exists()
+
+
+def test_too_many_pixels_names_the_override(files, capsys):
+    assert transfer(files, "--max-pixels", "100") == 1
+    assert "--max-pixels" in one_line_error(capsys)
+
+
+def test_output_in_a_missing_folder(files, capsys):
+    files["out"] = files["out"].parent / "missing" / "out.png"
+    assert transfer(files) == 1
+    assert "missing" in one_line_error(capsys)
+
+
+def test_output_equal_to_an_input_is_refused(files, capsys):
+    before = files["content"].read_bytes()
+    files["out"] = files["content"].parent / "." / "content.png"
+    assert transfer(files) == 1
+    assert "input" in one_line_error(capsys)
+    assert files["content"].read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("flags", "needle"),
+    [
+        (["--style-layers", "relu1_1,relu9_1"], "relu9_1"),
+        (["--content-layers", "relu4_22"], "did you mean 'relu4_2'"),
+        (["--style-weight", "-1"], "--style-weight"),
+        (["--content-weight", "-0.5"], "--content-weight"),
+        (["--steps", "-3"], "--steps"),
+        (["--save-every", "-1"], "--save-every"),
+        (["--style-blend", "0.5,0.5"], "--style-blend"),
+    ],
+)
+def test_bad_settings(files, capsys, flags, needle):
+    assert transfer(files, *flags) == 1
+    assert needle in one_line_error(capsys)
+    assert not files["out"].exists()
+
+
+def test_mask_of_the_wrong_size(files, capsys, tmp_path):
+    mask = save_image(torch.ones(1, 10, 12), tmp_path / "mask.png")
+    assert transfer(files, "--mask", str(mask)) == 1
+    assert "mask" in one_line_error(capsys)
+
+
+def test_unknown_option_suggests_the_nearest(files, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        transfer(files, "--stpes", "4")
+    assert exit_info.value.code == 2
+    assert "did you mean --steps" in capsys.readouterr().err
+
+
+def test_missing_weights_offline_say_how_to_provide_them(files, capsys):
+    argv = ["transfer", str(files["content"]), str(files["style"]), "-o", str(files["out"])]
+    assert main([*argv, "--size", "32", "--steps", "1", "--device", "cpu", "-q"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    for needle in ("vgg19-dcbb9e9d.pth", "--weights", "BRUSHWORK_WEIGHTS_DIR"):
+        assert needle in err
+    assert not files["out"].exists()
