@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 import torch
 
@@ -99,3 +101,60 @@ def test_load_features_refuses_other_architectures():
     vgg16_state = VGGEncoder("vgg16").state_dict()
     with pytest.raises(WeightsError, match="VGG19"):
         load_features(VGGEncoder("vgg19"), vgg16_state, source="vgg16.pth")
+
+
+@pytest.fixture
+def isolated_weights(monkeypatch, tmp_path):
+    for var in ("BRUSHWORK_WEIGHTS_DIR", "BRUSHWORK_VGG19_WEIGHTS", "HF_HUB_OFFLINE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("BRUSHWORK_OFFLINE", "1")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    monkeypatch.setattr(torch.hub, "_hub_dir", None)
+
+
+def _published_copy(vgg19_file, folder):
+    """The test weight file under the published VGG-19 file name, in ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / "vgg19-dcbb9e9d.pth"
+    target.write_bytes(vgg19_file[0].read_bytes())
+    return target
+
+
+def test_load_vgg_encoder_through_the_real_loader(
+    vgg19_file, isolated_weights, monkeypatch, tmp_path
+):
+    from brushwork import weights
+    from brushwork.encoders import load_vgg_encoder
+
+    path, digest = vgg19_file
+    _published_copy(vgg19_file, weights.cache_dir())
+    # The right digest loads, and the encoder holds exactly the file's tensors.
+    monkeypatch.setitem(
+        weights.REGISTRY, "vgg19", dataclasses.replace(weights.REGISTRY["vgg19"], sha256=digest)
+    )
+    encoder = load_vgg_encoder("vgg19")
+    state = torch.load(path, weights_only=True)
+    for key, tensor in encoder.state_dict().items():
+        assert torch.equal(tensor, state[key])
+
+
+def test_load_vgg_encoder_refuses_a_file_that_fails_the_hash(vgg19_file, isolated_weights):
+    from brushwork import weights
+    from brushwork.encoders import load_vgg_encoder
+
+    _published_copy(vgg19_file, weights.cache_dir())  # random weights: not the published digest
+    with pytest.raises(WeightsError, match="dcbb9e9d"):
+        load_vgg_encoder("vgg19")
+
+
+def test_own_weight_file_is_checked_for_architecture_not_hash(
+    vgg19_file, isolated_weights, tmp_path
+):
+    from brushwork.encoders import load_vgg_encoder
+
+    encoder = load_vgg_encoder("vgg19", weights=vgg19_file[0])  # named vgg19-test.pth
+    assert encoder.features[0].weight.shape == (64, 3, 3, 3)
+    wrong = tmp_path / "vgg16-own.pth"
+    torch.save(VGGEncoder("vgg16").state_dict(), wrong)
+    with pytest.raises(WeightsError, match="does not hold VGG19 weights"):
+        load_vgg_encoder("vgg19", weights=wrong)
