@@ -73,12 +73,13 @@ def _redness(image: torch.Tensor, region: torch.Tensor) -> float:
 
 def test_mask_regions_get_their_own_style_statistics(vgg19):
     generator = torch.Generator().manual_seed(0)
-    content = 0.4 + 0.2 * torch.rand(3, 64, 64, generator=generator)
+    # Content and masks at 96 px, output at 64 px: the masks are resized with the content.
+    content = 0.4 + 0.2 * torch.rand(3, 96, 96, generator=generator)
     texture = torch.rand(64, 64, generator=generator)
     red = torch.stack([0.6 + 0.4 * texture, 0.2 * texture, 0.1 * texture])
     blue = torch.stack([0.1 * texture, 0.2 * texture, 0.6 + 0.4 * texture])
-    left = torch.zeros(1, 64, 64)
-    left[..., :32] = 1
+    left = torch.zeros(1, 96, 96)
+    left[..., :48] = 1
     right = 1 - left
     result = gatys(
         content,
@@ -88,10 +89,11 @@ def test_mask_regions_get_their_own_style_statistics(vgg19):
         encoder=vgg19,
         device="cpu",
     )
-    left_region = left[0].bool()
-    left_region[:, 28:] = False  # away from the border, where receptive fields mix
-    right_region = right[0].bool()
-    right_region[:, :36] = False
+    assert result.image.shape == (3, 64, 64)
+    left_region = torch.zeros(64, 64, dtype=torch.bool)
+    left_region[:, :28] = True  # away from the border, where receptive fields mix
+    right_region = torch.zeros(64, 64, dtype=torch.bool)
+    right_region[:, 36:] = True
     assert _redness(result.image, left_region) > 0.2
     assert _redness(result.image, right_region) < -0.2
 

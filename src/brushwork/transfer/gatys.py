@@ -298,6 +298,8 @@ def gatys(
     if settings.size is not None:
         content = imageops.resize_long_side(content, settings.size)
     content = content.float()
+    if masks is not None:
+        masks = [imageops.resize_to(m, *content.shape[-2:]) for m in masks]
     style_list = [_prepare_style(s.float(), content, settings) for s in style_list]
     finish = _finisher(content, settings)
     if settings.preserve_color == "luminance":
