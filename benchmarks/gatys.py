@@ -119,7 +119,7 @@ def worker(args: argparse.Namespace) -> dict:
         pixels = content.clone().requires_grad_(True)
 
         def evaluate():
-            feats = plain_features(model, names, pixels, wanted)
+            feats = plain_features(model, names, pixels.clamp(0, 1), wanted)
             loss = sum(F.mse_loss(feats[n], c_t[n]) for n in CONTENT_LAYERS)
             loss = loss + STYLE_WEIGHT * sum(
                 F.mse_loss(gram(feats[n]), s_t[n]) for n in STYLE_LAYERS

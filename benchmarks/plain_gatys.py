@@ -3,7 +3,9 @@
 This is the loop found in tutorials and one-off scripts: a torchvision-layout
 VGG-19 ``features`` run to its end on every evaluation, activations collected
 by name on the way, float32 throughout, full resolution from the first step,
-L-BFGS on the pixels started from the content image. Nothing here is tuned.
+L-BFGS on the pixels started from the content image. The loss is that of the
+pixels clamped to [0, 1], as in brushwork, so that both optimise the image they
+return. Nothing else is tuned.
 """
 
 from __future__ import annotations
@@ -85,7 +87,9 @@ def plain_gatys(
 
     def closure():
         optimizer.zero_grad()
-        feats = get_features(model, names, image, wanted)
+        # The loss of the image as it will be saved: without this, L-BFGS drifts out of
+        # [0, 1] and the clamped result is far worse than its loss (see docs/gatys.md).
+        feats = get_features(model, names, image.clamp(0, 1), wanted)
         c = sum(F.mse_loss(feats[n], content_targets[n]) for n in content_layers)
         s = sum(F.mse_loss(gram(feats[n]), style_targets[n]) for n in style_layers)
         loss = content_weight * c + style_weight * s
@@ -95,5 +99,13 @@ def plain_gatys(
             on_step(len(losses))
         return loss
 
-    optimizer.step(closure)
-    return image.detach(), losses
+    # Like the tutorial, call step() until the evaluation budget is spent (L-BFGS may
+    # return early when a direction is not a descent direction).
+    while len(losses) < steps:
+        before = len(losses)
+        for group in optimizer.param_groups:
+            group["max_iter"] = group["max_eval"] = steps - before
+        optimizer.step(closure)
+        if len(losses) == before:
+            break
+    return image.detach().clamp(0, 1), losses

@@ -125,3 +125,10 @@ def test_weights_needs_an_action(capsys):
     with pytest.raises(SystemExit) as info:
         main(["weights"])
     assert info.value.code == 2
+
+
+def test_mistyped_option_of_an_action_suggests_the_nearest(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["weights", "download", "--forse", "vgg19"])
+    assert exit_info.value.code == 2
+    assert "did you mean --force?" in capsys.readouterr().err

@@ -135,9 +135,17 @@ def test_pyramid_sizes_auto_threshold():
     assert pyramid_sizes(2048, 2048 * 2048, off) == [2048]
 
 
-def test_nan_loss_stops_with_a_clear_error(content_image, style_image, vgg19):
-    with pytest.raises(OptimisationError, match="loss became"):
-        run(content_image, style_image, vgg19, learning_rate=1e30, precision="fp32", steps=10)
+def test_non_finite_loss_stops_with_a_clear_error(content_image, style_image, vgg19):
+    # A style weight beyond float32's range makes the loss infinite at the first step.
+    with pytest.raises(OptimisationError, match="loss became inf at step 1"):
+        run(content_image, style_image, vgg19, style_weight=1e300, steps=10)
+
+
+def test_non_finite_inputs_are_refused(content_image, style_image, vgg19):
+    broken = content_image.clone()
+    broken[0, 3, 3] = float("nan")
+    with pytest.raises(ConfigError, match="content image contains NaN"):
+        run(broken, style_image, vgg19)
 
 
 @pytest.mark.parametrize(

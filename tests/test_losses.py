@@ -118,3 +118,21 @@ def test_batch_items_are_independent(feats):
 def test_weighted_sum_needs_layers():
     with pytest.raises(ConfigError):
         losses.weighted_sum({})
+
+
+def test_gram_gradient_matches_autograd_of_the_plain_formula():
+    x = torch.randn(2, 4, 3, 5, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: losses.gram_matrix(t), (x,))
+    weights = torch.randn(2, 4, 4)
+    (losses.gram_matrix(x) * weights.double()).sum().backward()
+    ours = x.grad.clone()
+    x.grad = None
+    flat = x.reshape(2, 4, 15)
+    ((flat @ flat.transpose(1, 2) / 60) * weights.double()).sum().backward()
+    torch.testing.assert_close(ours, x.grad, rtol=1e-5, atol=1e-6)
+
+
+def test_gram_gradient_keeps_the_features_dtype():
+    x = torch.randn(1, 3, 4, 4).bfloat16().requires_grad_(True)
+    losses.gram_matrix(x).sum().backward()
+    assert x.grad.dtype == torch.bfloat16

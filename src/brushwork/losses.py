@@ -25,11 +25,36 @@ def gram_matrix(features: torch.Tensor) -> torch.Tensor:
         features: (B, C, H, W).
 
     Returns:
-        (B, C, C) float32, symmetric.
+        (B, C, C) float32 (float64 for float64 features), symmetric.
     """
     b, c, h, w = features.shape
-    flat = features.float().reshape(b, c, h * w)
-    return torch.bmm(flat, flat.transpose(1, 2)) / (c * h * w)
+    return _Gram.apply(features.reshape(b, c, h * w), 1.0 / (c * h * w))
+
+
+class _Gram(torch.autograd.Function):
+    """G = s·F Fᵀ in float32 (float64 for float64) for (B, C, N) features.
+
+    Autograd's own backward of ``bmm(F, Fᵀ)`` runs two products (one per
+    operand) plus dtype casts; since G is symmetric, dF = s·(dG + dGᵀ) F is one
+    product, returned in the features' dtype.
+    """
+
+    @staticmethod
+    def forward(ctx, flat: torch.Tensor, scale: float) -> torch.Tensor:
+        ctx.save_for_backward(flat)
+        ctx.scale = scale
+        wide = _at_least_float32(flat)
+        return torch.bmm(wide, wide.transpose(1, 2)) * scale
+
+    @staticmethod
+    def backward(ctx, grad_gram: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (flat,) = ctx.saved_tensors
+        symmetric = (grad_gram + grad_gram.transpose(1, 2)) * ctx.scale
+        return torch.bmm(symmetric, _at_least_float32(flat)).to(flat.dtype), None
+
+
+def _at_least_float32(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor.to(torch.promote_types(tensor.dtype, torch.float32))
 
 
 def masked_gram_matrix(features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

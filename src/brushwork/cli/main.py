@@ -62,8 +62,8 @@ def option_suggestions(parser: argparse.ArgumentParser, unknown: Sequence[str]) 
     return "unrecognized arguments: " + " ".join(parts)
 
 
-def build_parser() -> tuple[ArgumentParser, dict[str, argparse.ArgumentParser]]:
-    """Build the top-level parser and return it with each subcommand's parser."""
+def build_parser() -> ArgumentParser:
+    """The top-level parser with every subcommand's parser."""
     from brushwork import __version__
 
     parser = ArgumentParser(
@@ -75,21 +75,20 @@ def build_parser() -> tuple[ArgumentParser, dict[str, argparse.ArgumentParser]]:
         dest="command", metavar="COMMAND", parser_class=ArgumentParser
     )
     subparsers.required = True
-    sub_parsers = {}
-    for name, module_name in SUBCOMMANDS.items():
+    for module_name in SUBCOMMANDS.values():
         module = importlib.import_module(module_name)
         sub = module.add_parser(subparsers)
-        sub.set_defaults(_run=module.run)
-        sub_parsers[name] = sub
-    return parser, sub_parsers
+        # Nested parsers may override _parser with their own (for option suggestions).
+        sub.set_defaults(_run=module.run, _parser=sub)
+    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``brushwork`` command; returns the process exit code."""
-    parser, sub_parsers = build_parser()
+    parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown:
-        sub = sub_parsers.get(args.command, parser)
+        sub = getattr(args, "_parser", parser)
         sub.error(option_suggestions(sub, unknown))
     try:
         return int(args._run(args) or 0)

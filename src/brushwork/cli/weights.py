@@ -34,7 +34,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     fetch.add_argument("--all", action="store_true", help="download every known file")
     fetch.add_argument("--force", action="store_true", help="download again even if cached")
     fetch.add_argument("--no-progress", action="store_true", help="no progress bar")
-    fetch.set_defaults(_weights_parser=fetch)
 
     where = actions.add_parser(
         "path",
@@ -42,6 +41,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         description="Print the path of a weights file; exit 1 if it is not on this machine.",
     )
     where.add_argument("name", metavar="NAME")
+    for action_parser in actions.choices.values():
+        action_parser.set_defaults(_parser=action_parser)  # for "did you mean" on its options
     return parser
 
 
@@ -94,10 +95,10 @@ def _download(args: argparse.Namespace) -> int:
     from brushwork import weights
 
     if args.all and args.names:
-        args._weights_parser.error("give names or --all, not both")
+        args._parser.error("give names or --all, not both")
     names = list(weights.REGISTRY) if args.all else args.names
     if not names:
-        args._weights_parser.error("name the weights to download (see `brushwork weights list`)")
+        args._parser.error("name the weights to download (see `brushwork weights list`)")
     specs = [weights.get(name) for name in names]  # unknown names fail before any download
     for spec in specs:
         print(weights.download(spec.name, force=args.force, progress=not args.no_progress))

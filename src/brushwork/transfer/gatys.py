@@ -85,7 +85,7 @@ class GatysSettings:
     """
 
     size: int | None = 512
-    steps: int = 100
+    steps: int = 80
     optimizer: str = "lbfgs"
     learning_rate: float | None = None
     init: str = "content"
@@ -370,6 +370,8 @@ def _check_image(what: str, image: torch.Tensor) -> None:
         raise ConfigError(f"{what} must be a (3, H, W) RGB tensor, got shape {tuple(image.shape)}")
     if min(image.shape[-2:]) < 1:
         raise ConfigError(f"{what} is empty (shape {tuple(image.shape)})")
+    if not torch.isfinite(image).all():
+        raise ConfigError(f"{what} contains NaN or infinite values")
 
 
 def _check_large_enough(
@@ -514,8 +516,14 @@ class _Objective:
             return self.encoder(image, layers)
 
     def __call__(self, pixels: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Total loss and its weighted terms for pixels (1, 3, h, w)."""
+        """Total loss and its weighted terms for pixels (1, 3, h, w).
+
+        The loss is that of the pixels clamped to [0, 1], the image that is
+        returned: unconstrained L-BFGS otherwise drifts out of range, and the
+        clamped result is worse than the loss it reported.
+        """
         s = self.settings
+        pixels = pixels.clamp(0, 1)
         features = self.features(pixels, self.layers)
         content = sum(content_loss(features[n], t) for n, t in self.content_targets.items())
         style = 0.0
