@@ -80,3 +80,23 @@ def vgg19_file(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     path = tmp_path_factory.mktemp("vgg") / "vgg19-test.pth"
     torch.save(state, path)
     return path, hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def isolate_weights_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """A private TORCH_HOME and no BRUSHWORK_* / HF_HUB_OFFLINE variables; returns TORCH_HOME.
+
+    Keeps tests away from the user's real cache and settings.
+    """
+    import os
+
+    for var in list(os.environ):
+        if var.startswith("BRUSHWORK_") or var in (
+            "TORCH_HOME",
+            "HF_HUB_OFFLINE",
+            "XDG_CACHE_HOME",
+        ):
+            monkeypatch.delenv(var)
+    monkeypatch.setattr(torch.hub, "_hub_dir", None, raising=False)
+    home = tmp_path / "torch-home"
+    monkeypatch.setenv("TORCH_HOME", str(home))
+    return home

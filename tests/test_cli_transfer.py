@@ -9,6 +9,7 @@ import torch
 
 from brushwork.cli.main import main
 from brushwork.image import load_image, save_image
+from conftest import isolate_weights_env
 
 
 @pytest.fixture
@@ -25,11 +26,8 @@ def files(tmp_path: Path, content_image, style_image, vgg19_file) -> dict[str, P
 @pytest.fixture(autouse=True)
 def offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     """Never touch the network or the user's cache."""
+    isolate_weights_env(monkeypatch, tmp_path)
     monkeypatch.setenv("BRUSHWORK_OFFLINE", "1")
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
-    monkeypatch.delenv("BRUSHWORK_WEIGHTS_DIR", raising=False)
-    monkeypatch.delenv("BRUSHWORK_VGG19_WEIGHTS", raising=False)
-    monkeypatch.setattr(torch.hub, "_hub_dir", None)
 
 
 def transfer(files: dict[str, Path], *extra: str, style: Path | None = None, styles=()) -> int:

@@ -12,18 +12,13 @@ import torch
 from brushwork import weights
 from brushwork.cli.main import main
 from brushwork.weights import WeightFile
+from conftest import isolate_weights_env
 
 
 @pytest.fixture(autouse=True)
 def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """A private TORCH_HOME and no BRUSHWORK_* variables for every test."""
-    for var in list(os.environ):
-        if var.startswith("BRUSHWORK_") or var in ("TORCH_HOME", "HF_HUB_OFFLINE"):
-            monkeypatch.delenv(var)
-    monkeypatch.setattr(torch.hub, "_hub_dir", None, raising=False)
-    home = tmp_path / "torch-home"
-    monkeypatch.setenv("TORCH_HOME", str(home))
-    return home
+    return isolate_weights_env(monkeypatch, tmp_path)
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ import torch
 
 from brushwork.encoders import VGGEncoder, load_features, vgg_layer_names
 from brushwork.errors import ConfigError, WeightsError
+from conftest import isolate_weights_env
 
 
 def test_layer_names_match_torchvision_indices():
@@ -105,11 +106,8 @@ def test_load_features_refuses_other_architectures():
 
 @pytest.fixture
 def isolated_weights(monkeypatch, tmp_path):
-    for var in ("BRUSHWORK_WEIGHTS_DIR", "BRUSHWORK_VGG19_WEIGHTS", "HF_HUB_OFFLINE"):
-        monkeypatch.delenv(var, raising=False)
+    isolate_weights_env(monkeypatch, tmp_path)
     monkeypatch.setenv("BRUSHWORK_OFFLINE", "1")
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
-    monkeypatch.setattr(torch.hub, "_hub_dir", None)
 
 
 def _published_copy(vgg19_file, folder):

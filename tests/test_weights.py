@@ -19,10 +19,7 @@ import torch
 from brushwork import weights
 from brushwork.errors import WeightsError
 from brushwork.weights import WeightFile
-from conftest import vgg19_shapes
-
-_ENV_PREFIXES = ("BRUSHWORK_",)
-_ENV_NAMES = ("TORCH_HOME", "HF_HUB_OFFLINE", "XDG_CACHE_HOME")
+from conftest import isolate_weights_env, vgg19_shapes
 
 
 @pytest.fixture(autouse=True)
@@ -30,13 +27,7 @@ def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, request: pytest.Fi
     """A private TORCH_HOME and no BRUSHWORK_* variables for every test."""
     if request.node.get_closest_marker("weights"):
         return None
-    for var in list(os.environ):
-        if var.startswith(_ENV_PREFIXES) or var in _ENV_NAMES:
-            monkeypatch.delenv(var)
-    monkeypatch.setattr(torch.hub, "_hub_dir", None, raising=False)
-    home = tmp_path / "torch-home"
-    monkeypatch.setenv("TORCH_HOME", str(home))
-    return home
+    return isolate_weights_env(monkeypatch, tmp_path)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ loss arithmetic.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -136,13 +136,10 @@ def weighted_sum(
     return total
 
 
-class ContentLoss(nn.Module):
-    """Feature MSE to fixed targets at several layers, with per-layer weights.
+class _PerLayerLoss(nn.Module):
+    """Σ_l w_l · loss_fn(features[l], targets[l]) over fixed per-layer targets."""
 
-    Args:
-        targets: layer name -> (B, C, H, W) target features.
-        layer_weights: layer name -> weight (default 1 each).
-    """
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
     def __init__(
         self, targets: Mapping[str, torch.Tensor], layer_weights: Mapping[str, float] | None = None
@@ -153,12 +150,24 @@ class ContentLoss(nn.Module):
 
     def forward(self, features: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """``features``: layer name -> (B, C, H, W); returns the weighted scalar loss."""
+        loss_fn = type(self).loss_fn
         return weighted_sum(
-            {n: content_loss(features[n], t) for n, t in self.targets.items()}, self.layer_weights
+            {n: loss_fn(features[n], t) for n, t in self.targets.items()}, self.layer_weights
         )
 
 
-class GramStyleLoss(nn.Module):
+class ContentLoss(_PerLayerLoss):
+    """Feature MSE to fixed targets at several layers, with per-layer weights.
+
+    Args:
+        targets: layer name -> (B, C, H, W) target features.
+        layer_weights: layer name -> weight (default 1 each).
+    """
+
+    loss_fn = staticmethod(content_loss)
+
+
+class GramStyleLoss(_PerLayerLoss):
     """Gram-matrix style loss to fixed style features at several layers.
 
     Args:
@@ -168,6 +177,8 @@ class GramStyleLoss(nn.Module):
         grams: whether ``targets`` already holds Gram matrices.
     """
 
+    loss_fn = staticmethod(gram_loss)
+
     def __init__(
         self,
         targets: Mapping[str, torch.Tensor],
@@ -175,36 +186,16 @@ class GramStyleLoss(nn.Module):
         *,
         grams: bool = False,
     ) -> None:
-        super().__init__()
-        self.target_grams = {
-            n: (t.detach().float() if grams else gram_matrix(t.detach()))
-            for n, t in targets.items()
+        target_grams = {
+            n: (t.float() if grams else gram_matrix(t.detach())) for n, t in targets.items()
         }
-        self.layer_weights = dict(layer_weights or {})
-
-    def forward(self, features: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """``features``: layer name -> (B, C, H, W); returns the weighted scalar loss."""
-        return weighted_sum(
-            {n: gram_loss(features[n], g) for n, g in self.target_grams.items()},
-            self.layer_weights,
-        )
+        super().__init__(target_grams, layer_weights)
 
 
-class MeanStdStyleLoss(nn.Module):
+class MeanStdStyleLoss(_PerLayerLoss):
     """Mean/std style loss (AdaIN) to fixed style features at several layers."""
 
-    def __init__(
-        self, targets: Mapping[str, torch.Tensor], layer_weights: Mapping[str, float] | None = None
-    ) -> None:
-        super().__init__()
-        self.targets = {name: t.detach() for name, t in targets.items()}
-        self.layer_weights = dict(layer_weights or {})
-
-    def forward(self, features: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """``features``: layer name -> (B, C, H, W); returns the weighted scalar loss."""
-        return weighted_sum(
-            {n: mean_std_loss(features[n], t) for n, t in self.targets.items()}, self.layer_weights
-        )
+    loss_fn = staticmethod(mean_std_loss)
 
 
 class TotalVariationLoss(nn.Module):
