@@ -61,6 +61,7 @@ def test_two_styles_with_blend_and_luminance_preservation(files):
         "0.7,0.3",
         "--preserve-color",
         "luminance",
+        "--no-line-search",
         styles=[files["content"]],
     )
     assert code == 0
@@ -114,6 +115,7 @@ def test_output_equal_to_an_input_is_refused(files, capsys):
         (["--steps", "-3"], "--steps"),
         (["--save-every", "-1"], "--save-every"),
         (["--style-blend", "0.5,0.5"], "--style-blend"),
+        (["--pyramid-threshold", "-1"], "--pyramid-threshold"),
     ],
 )
 def test_bad_settings(files, capsys, flags, needle):

@@ -78,7 +78,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         default=d.coarse_steps,
         help="steps at each coarser level (%(default)s)",
     )
+    g.add_argument(
+        "--pyramid-threshold",
+        type=int,
+        default=d.pyramid_threshold,
+        help="output pixels above which --pyramid auto goes coarse to fine",
+    )
     g.add_argument("--lbfgs-history", type=int, default=d.lbfgs_history)
+    g.add_argument(
+        "--no-line-search",
+        dest="line_search",
+        action="store_false",
+        help="plain L-BFGS steps (stalls on losses of small scale)",
+    )
 
     g = p.add_argument_group("losses")
     g.add_argument("--content-weight", type=float, default=d.content_weight)
@@ -160,12 +172,14 @@ def run(args: argparse.Namespace) -> int:
         style_scale=args.style_scale,
         preserve_color=args.preserve_color,
         pyramid=args.pyramid,
+        pyramid_threshold=args.pyramid_threshold,
         pyramid_min_size=args.pyramid_min_size,
         coarse_steps=args.coarse_steps,
         encoder=args.encoder,
         pooling=args.pooling,
         precision=args.precision,
         lbfgs_history=args.lbfgs_history,
+        line_search=args.line_search,
         seed=args.seed,
     )
     settings.validate(num_styles=len(args.styles))

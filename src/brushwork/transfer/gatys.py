@@ -126,6 +126,10 @@ class GatysSettings:
                 raise ConfigError(f"{_flag(name)} must be 0 or more, got {getattr(self, name)}")
         if self.size is not None and self.size < 16:
             raise ConfigError(f"--size must be at least 16 pixels, got {self.size}")
+        if self.pyramid_threshold < 0:
+            raise ConfigError(
+                f"--pyramid-threshold must be 0 or more, got {self.pyramid_threshold}"
+            )
         if self.pyramid_min_size < 16:
             raise ConfigError(
                 f"--pyramid-min-size must be at least 16, got {self.pyramid_min_size}"
