@@ -598,12 +598,8 @@ def _load_file(file: Path, spec: WeightFile) -> dict[str, torch.Tensor]:
 
             state = load_file(str(file), device="cpu")
         else:
-            state = torch.load(
-                str(file),
-                map_location="cpu",
-                weights_only=True,
-                mmap=zipfile.is_zipfile(file),
-            )
+            mmap = zipfile.is_zipfile(file)  # only zip-format checkpoints can be mapped
+            state = torch.load(str(file), weights_only=True, map_location="cpu", mmap=mmap)
     except Exception as error:
         raise WeightsError(
             f"{file} is not a valid checkpoint for '{spec.name}': {_load_reason(error)}"
