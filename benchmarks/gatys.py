@@ -39,14 +39,17 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from brushwork.devices import resolve_precision
 from brushwork.encoders import VGGEncoder
 from brushwork.transfer import GatysSettings, gatys
+from brushwork.transfer.gatys import _Objective
 from plain_gatys import get_features as plain_features
-from plain_gatys import gram, plain_gatys, textbook_vgg19
+from plain_gatys import gram, plain_gatys, textbook_loss, textbook_vgg19
 
 CONTENT_LAYERS = ("relu4_2",)
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 STYLE_WEIGHT = 1e6
+WANTED = set(CONTENT_LAYERS) | set(STYLE_LAYERS)
 
 
 def images(size: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -71,14 +74,30 @@ def reference_loss(encoder: VGGEncoder, content, style, image) -> float:
     """The objective in float32 at full resolution, computed by the textbook code."""
     model, names = textbook_vgg19(encoder.state_dict())
     model = model.to(content.device)
-    wanted = set(CONTENT_LAYERS) | set(STYLE_LAYERS)
     with torch.no_grad():
-        c = plain_features(model, names, content, wanted)
-        s = plain_features(model, names, style, wanted)
-        x = plain_features(model, names, image.clamp(0, 1), wanted)
-        content_term = sum(F.mse_loss(x[n], c[n]) for n in CONTENT_LAYERS)
-        style_term = sum(F.mse_loss(gram(x[n]), gram(s[n])) for n in STYLE_LAYERS)
-    return float(content_term + STYLE_WEIGHT * style_term)
+        content_targets, style_grams = targets(model, names, content, style)
+        feats = plain_features(model, names, image.clamp(0, 1), WANTED)
+        return float(loss_of(feats, content_targets, style_grams))
+
+
+def targets(model, names, content, style) -> tuple[dict, dict]:
+    """Content features and style Gram matrices of the benchmark's objective."""
+    with torch.no_grad():
+        content_targets = plain_features(model, names, content, WANTED)
+        style_feats = plain_features(model, names, style, WANTED)
+    return content_targets, {n: gram(f) for n, f in style_feats.items()}
+
+
+def loss_of(feats, content_targets, style_grams) -> torch.Tensor:
+    return textbook_loss(
+        feats,
+        content_targets,
+        style_grams,
+        content_layers=CONTENT_LAYERS,
+        style_layers=STYLE_LAYERS,
+        content_weight=1.0,
+        style_weight=STYLE_WEIGHT,
+    )
 
 
 def sync(device: torch.device) -> None:
@@ -112,19 +131,12 @@ def worker(args: argparse.Namespace) -> dict:
     if args.worker == "plain":
         model, names = textbook_vgg19(encoder.state_dict())
         model = model.to(device)
-        wanted = set(CONTENT_LAYERS) | set(STYLE_LAYERS)
-        with torch.no_grad():
-            c_t = plain_features(model, names, content, wanted)
-            s_t = {n: gram(f) for n, f in plain_features(model, names, style, wanted).items()}
+        content_targets, style_grams = targets(model, names, content, style)
         pixels = content.clone().requires_grad_(True)
 
         def evaluate():
-            feats = plain_features(model, names, pixels.clamp(0, 1), wanted)
-            loss = sum(F.mse_loss(feats[n], c_t[n]) for n in CONTENT_LAYERS)
-            loss = loss + STYLE_WEIGHT * sum(
-                F.mse_loss(gram(feats[n]), s_t[n]) for n in STYLE_LAYERS
-            )
-            loss.backward()
+            feats = plain_features(model, names, pixels.clamp(0, 1), WANTED)
+            loss_of(feats, content_targets, style_grams).backward()
 
         result["step_s"] = time_evaluations(evaluate, device, args.repeats)
         sync(device)
@@ -148,7 +160,6 @@ def worker(args: argparse.Namespace) -> dict:
     else:
         precision = "fp32" if args.worker == "brushwork-fp32" else "auto"
         settings = GatysSettings(size=args.size, precision=precision)
-        from brushwork.transfer.gatys import _Objective
 
         objective = _Objective(
             encoder,
@@ -157,7 +168,7 @@ def worker(args: argparse.Namespace) -> dict:
             styles=[style],
             masks=None,
             settings=settings,
-            dtype=_dtype(settings, device),
+            dtype=resolve_precision(settings.precision, device),
         )
         pixels = content.clone().requires_grad_(True)
         result["step_s"] = time_evaluations(
@@ -178,12 +189,6 @@ def worker(args: argparse.Namespace) -> dict:
     else:
         result["peak_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return result
-
-
-def _dtype(settings: GatysSettings, device: torch.device) -> torch.dtype:
-    from brushwork.devices import resolve_precision
-
-    return resolve_precision(settings.precision, device)
 
 
 def main() -> None:

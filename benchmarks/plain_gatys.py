@@ -53,6 +53,22 @@ def gram(features: torch.Tensor) -> torch.Tensor:
     return f @ f.transpose(1, 2) / (c * h * w)
 
 
+def textbook_loss(
+    feats: dict[str, torch.Tensor],
+    content_targets: dict[str, torch.Tensor],
+    style_grams: dict[str, torch.Tensor],
+    *,
+    content_layers: tuple[str, ...],
+    style_layers: tuple[str, ...],
+    content_weight: float,
+    style_weight: float,
+) -> torch.Tensor:
+    """w_c Σ MSE(features, content) + w_s Σ MSE(Gram, style Gram): the scalar loss."""
+    c = sum(F.mse_loss(feats[n], content_targets[n]) for n in content_layers)
+    s = sum(F.mse_loss(gram(feats[n]), style_grams[n]) for n in style_layers)
+    return content_weight * c + style_weight * s
+
+
 def plain_gatys(
     model: nn.Sequential,
     names: list[str],
@@ -90,9 +106,15 @@ def plain_gatys(
         # The loss of the image as it will be saved: without this, L-BFGS drifts out of
         # [0, 1] and the clamped result is far worse than its loss (see docs/gatys.md).
         feats = get_features(model, names, image.clamp(0, 1), wanted)
-        c = sum(F.mse_loss(feats[n], content_targets[n]) for n in content_layers)
-        s = sum(F.mse_loss(gram(feats[n]), style_targets[n]) for n in style_layers)
-        loss = content_weight * c + style_weight * s
+        loss = textbook_loss(
+            feats,
+            content_targets,
+            style_targets,
+            content_layers=content_layers,
+            style_layers=style_layers,
+            content_weight=content_weight,
+            style_weight=style_weight,
+        )
         loss.backward()
         losses.append(loss.item())
         if on_step is not None:
@@ -101,11 +123,9 @@ def plain_gatys(
 
     # Like the tutorial, call step() until the evaluation budget is spent (L-BFGS may
     # return early when a direction is not a descent direction).
+    # Each call evaluates at least once, so this ends.
     while len(losses) < steps:
-        before = len(losses)
         for group in optimizer.param_groups:
-            group["max_iter"] = group["max_eval"] = steps - before
+            group["max_iter"] = group["max_eval"] = steps - len(losses)
         optimizer.step(closure)
-        if len(losses) == before:
-            break
     return image.detach().clamp(0, 1), losses

@@ -150,9 +150,8 @@ class _PerLayerLoss(nn.Module):
 
     def forward(self, features: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """``features``: layer name -> (B, C, H, W); returns the weighted scalar loss."""
-        loss_fn = type(self).loss_fn
         return weighted_sum(
-            {n: loss_fn(features[n], t) for n, t in self.targets.items()}, self.layer_weights
+            {n: self.loss_fn(features[n], t) for n, t in self.targets.items()}, self.layer_weights
         )
 
 
