@@ -1,0 +1,190 @@
+"""Loading Stable Diffusion pipelines and generating images with word maps.
+
+:func:`load_pipeline` loads SD 1.x, SD 2.x or SDXL through diffusers'
+``from_pretrained`` (hub id or local folder). :func:`generate_with_maps` runs the
+pipeline once for a batch of prompts inside an :class:`~.attention.AttentionRecorder`
+and returns the images with each image's word maps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from brushwork.diffusion.attention import AttentionRecorder, RecordingSettings
+from brushwork.diffusion.maps import WordMaps, word_maps
+from brushwork.diffusion.tokens import prompt_tokens, word_positions
+from brushwork.errors import ConfigError
+
+__all__ = [
+    "DTYPES",
+    "AttendResult",
+    "generate_with_maps",
+    "load_pipeline",
+    "pipeline_family",
+]
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def load_pipeline(model: str, *, dtype: str = "auto", device: str = "auto") -> Any:
+    """A diffusers Stable Diffusion pipeline from a hub id or a local folder.
+
+    Args:
+        model: e.g. ``"stabilityai/stable-diffusion-xl-base-1.0"`` or a folder written by
+            ``save_pretrained``.
+        dtype: ``"auto"`` (float16 on CUDA, float32 elsewhere), ``"float32"``,
+            ``"float16"`` or ``"bfloat16"``.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``.
+    """
+    from diffusers import DiffusionPipeline
+
+    from brushwork.devices import resolve_device
+    from brushwork.hub import from_pretrained
+
+    target = resolve_device(device)
+    if dtype == "auto":
+        torch_dtype = torch.float16 if target.type == "cuda" else torch.float32
+    elif dtype in DTYPES:
+        torch_dtype = DTYPES[dtype]
+    else:
+        raise ConfigError(f"unknown dtype '{dtype}': choose from auto, {', '.join(DTYPES)}")
+    pipe = from_pretrained(
+        DiffusionPipeline.from_pretrained, model, what="diffusion pipeline", torch_dtype=torch_dtype
+    )
+    pipeline_family(pipe)  # refuse unsupported pipelines before moving weights
+    pipe = pipe.to(target)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def pipeline_family(pipe: Any) -> str:
+    """``"sdxl"`` or ``"sd"`` (1.x / 2.x); ConfigError for pipelines without a text UNet."""
+    unet = getattr(pipe, "unet", None)
+    if unet is None or getattr(pipe, "tokenizer", None) is None:
+        raise ConfigError(
+            f"{type(pipe).__name__} is not supported: word maps need a UNet with text "
+            "cross-attention and a CLIP tokenizer (Stable Diffusion 1.x, 2.x or XL)"
+        )
+    return "sdxl" if getattr(pipe, "text_encoder_2", None) is not None else "sd"
+
+
+@dataclass
+class AttendResult:
+    """Images and word maps of one pipeline call.
+
+    Attributes:
+        images: (N, 3, H, W) float32 in [0, 1], N = prompts × images per prompt.
+        prompts: the prompt of each image (repeated for several images per prompt).
+        maps: per image, its :class:`~.maps.WordMaps`.
+        token_maps: (N, tokens, h, w) float32 raw DAAM maps per text position.
+    """
+
+    images: torch.Tensor
+    prompts: list[str]
+    maps: list[WordMaps]
+    token_maps: torch.Tensor
+
+
+def generate_with_maps(
+    pipe: Any,
+    prompts: str | Sequence[str],
+    words: Sequence[str] | Sequence[Sequence[str]],
+    *,
+    num_inference_steps: int = 30,
+    guidance_scale: float | None = None,
+    height: int | None = None,
+    width: int | None = None,
+    seeds: int | Sequence[int] = 0,
+    num_images_per_prompt: int = 1,
+    negative_prompt: str | Sequence[str] | None = None,
+    settings: RecordingSettings | None = None,
+    rule: str = "mean",
+    occurrence: int | None = None,
+    **pipe_kwargs: Any,
+) -> AttendResult:
+    """Generate a batch of images in one pipeline call and the maps of the given words.
+
+    Args:
+        prompts: one prompt or a list (one UNet batch).
+        words: the words for every prompt, or one list of words per prompt.
+        guidance_scale: ``None`` keeps the pipeline's default.
+        seeds: one seed per image (``prompts × images per prompt``), or one base seed: image
+            ``i`` then uses ``seed + i``. Each image has its own generator, so a batch gives
+            the images (and maps) of the same prompts generated one at a time.
+        settings: what to record (defaults: the original DAAM method).
+        rule, occurrence: see :func:`~.tokens.word_positions`.
+        pipe_kwargs: passed to the pipeline call.
+
+    Raises:
+        WordNotFoundError: before generating, naming the first word missing from a prompt.
+    """
+    pipeline_family(pipe)
+    prompt_list = [prompts] if isinstance(prompts, str) else list(prompts)
+    if not prompt_list:
+        raise ConfigError("no prompt given")
+    word_lists = _words_per_prompt(words, len(prompt_list))
+    tokenizer = pipe.tokenizer
+    for prompt, prompt_words in zip(prompt_list, word_lists, strict=True):
+        tokens = prompt_tokens(tokenizer, prompt)
+        for word in prompt_words:  # fail before the (long) generation
+            word_positions(tokenizer, tokens, word, occurrence=occurrence, rule=rule)
+    count = len(prompt_list) * num_images_per_prompt
+    seed_list = [seeds + i for i in range(count)] if isinstance(seeds, int) else list(seeds)
+    if len(seed_list) != count:
+        raise ConfigError(f"{len(seed_list)} seeds given for {count} images")
+    generator_device = "cpu" if pipe.device.type == "mps" else pipe.device
+    generators = [torch.Generator(generator_device).manual_seed(s) for s in seed_list]
+    max_tokens = max(prompt_tokens(tokenizer, p).length for p in prompt_list)
+    settings = settings or RecordingSettings()
+    if settings.max_tokens is None:
+        settings = RecordingSettings(**{**settings.__dict__, "max_tokens": max_tokens})
+    call: dict[str, Any] = dict(
+        prompt=prompt_list,
+        num_inference_steps=num_inference_steps,
+        height=height,
+        width=width,
+        num_images_per_prompt=num_images_per_prompt,
+        generator=generators,
+        negative_prompt=negative_prompt,
+        output_type="pt",
+        **pipe_kwargs,
+    )
+    if guidance_scale is not None:
+        call["guidance_scale"] = guidance_scale
+    with AttentionRecorder(pipe, settings) as recorder:
+        output = pipe(**call)
+        token_maps = recorder.token_maps()
+    images = output.images.float().cpu().clamp(0, 1)
+    image_size = (int(images.shape[-2]), int(images.shape[-1]))
+    per_image_prompts = [p for p in prompt_list for _ in range(num_images_per_prompt)]
+    per_image_words = [w for w in word_lists for _ in range(num_images_per_prompt)]
+    maps = [
+        word_maps(
+            token_maps[i],
+            tokenizer,
+            per_image_prompts[i],
+            per_image_words[i],
+            image_size=image_size,
+            rule=rule,
+            occurrence=occurrence,
+        )
+        for i in range(count)
+    ]
+    return AttendResult(images=images, prompts=per_image_prompts, maps=maps, token_maps=token_maps)
+
+
+def _words_per_prompt(
+    words: Sequence[str] | Sequence[Sequence[str]], prompts: int
+) -> list[list[str]]:
+    if isinstance(words, str):
+        raise ConfigError("words must be a list of words, not one string")
+    if words and all(isinstance(w, str) for w in words):
+        return [list(words)] * prompts  # type: ignore[arg-type]
+    lists = [list(w) for w in words]
+    if len(lists) != prompts:
+        raise ConfigError(f"{len(lists)} word lists given for {prompts} prompts")
+    return lists
