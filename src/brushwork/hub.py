@@ -78,7 +78,9 @@ def _explain(model_id: str, what: str, error: BaseException) -> WeightsError:
     reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     if looks_like_path(model_id):
         return WeightsError(f"could not load {what} from {model_id}: {reason}")
-    mode = " (offline mode is on)" if is_offline() else ""
+    mode = ""
+    if is_offline():  # the hub's own message then talks about local_files_only, which we set
+        mode, reason = " (offline mode is on)", "it is not in the local Hugging Face cache"
     return WeightsError(
         f"could not load {what} '{model_id}'{mode}: {reason}\n"
         f"Hub models are downloaded on first use into {hf_cache_dir()} (needs network). "

@@ -53,12 +53,23 @@ def load_pipeline(model: str, *, dtype: str = "auto", device: str = "auto") -> A
     else:
         raise ConfigError(f"unknown dtype '{dtype}': choose from auto, {', '.join(DTYPES)}")
     pipe = from_pretrained(
-        DiffusionPipeline.from_pretrained, model, what="diffusion pipeline", torch_dtype=torch_dtype
+        DiffusionPipeline.from_pretrained,
+        model,
+        what="diffusion pipeline",
+        **_dtype_kwarg(torch_dtype),
     )
     pipeline_family(pipe)  # refuse unsupported pipelines before moving weights
     pipe = pipe.to(target)
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def _dtype_kwarg(dtype: torch.dtype) -> dict[str, torch.dtype]:
+    """The dtype keyword: ``dtype=`` on diffusers ≥ 0.40, ``torch_dtype=`` before."""
+    import diffusers
+
+    major, minor = (int(part) for part in diffusers.__version__.split(".")[:2])
+    return {"dtype": dtype} if (major, minor) >= (0, 40) else {"torch_dtype": dtype}
 
 
 def pipeline_family(pipe: Any) -> str:
