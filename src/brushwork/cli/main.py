@@ -24,6 +24,7 @@ from brushwork.errors import BrushworkError
 #: Subcommand name -> module under ``brushwork.cli`` that implements it.
 SUBCOMMANDS: dict[str, str] = {
     "transfer": "brushwork.cli.transfer",
+    "attend": "brushwork.cli.attend",
     "weights": "brushwork.cli.weights",
 }
 

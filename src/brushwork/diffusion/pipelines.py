@@ -9,7 +9,7 @@ and returns the images with each image's word maps.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -92,12 +92,16 @@ class AttendResult:
         prompts: the prompt of each image (repeated for several images per prompt).
         maps: per image, its :class:`~.maps.WordMaps`.
         token_maps: (N, tokens, h, w) float32 raw DAAM maps per text position.
+        extra: ``"steps_recorded"`` (list of step indices), and when kept,
+            ``"layer_maps"`` ({layer: (N, tokens, h, w)}) and ``"step_maps"``
+            ((steps, N, tokens, h, w)).
     """
 
     images: torch.Tensor
     prompts: list[str]
     maps: list[WordMaps]
     token_maps: torch.Tensor
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def generate_with_maps(
@@ -169,6 +173,11 @@ def generate_with_maps(
     with AttentionRecorder(pipe, settings) as recorder:
         output = pipe(**call)
         token_maps = recorder.token_maps()
+        extra: dict[str, Any] = {"steps_recorded": recorder.steps_recorded}
+        if settings.keep_per_layer:
+            extra["layer_maps"] = recorder.layer_maps()
+        if settings.keep_per_step:
+            extra["step_maps"] = recorder.step_maps()
     images = output.images.float().cpu().clamp(0, 1)
     image_size = (int(images.shape[-2]), int(images.shape[-1]))
     per_image_prompts = [p for p in prompt_list for _ in range(num_images_per_prompt)]
@@ -185,7 +194,9 @@ def generate_with_maps(
         )
         for i in range(count)
     ]
-    return AttendResult(images=images, prompts=per_image_prompts, maps=maps, token_maps=token_maps)
+    return AttendResult(
+        images=images, prompts=per_image_prompts, maps=maps, token_maps=token_maps, extra=extra
+    )
 
 
 def _words_per_prompt(
