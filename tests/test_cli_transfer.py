@@ -9,7 +9,7 @@ import torch
 
 from brushwork.cli.main import main
 from brushwork.image import load_image, save_image
-from conftest import isolate_weights_env
+from weights_testing import isolate_weights_env
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import torch
 from brushwork import weights
 from brushwork.cli.main import main
 from brushwork.weights import WeightFile
-from conftest import isolate_weights_env
+from weights_testing import isolate_weights_env
 
 
 @pytest.fixture(autouse=True)

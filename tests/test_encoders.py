@@ -5,7 +5,7 @@ import torch
 
 from brushwork.encoders import VGGEncoder, load_features, vgg_layer_names
 from brushwork.errors import ConfigError, WeightsError
-from conftest import isolate_weights_env
+from weights_testing import isolate_weights_env
 
 
 def test_layer_names_match_torchvision_indices():

@@ -19,7 +19,7 @@ import torch
 from brushwork import weights
 from brushwork.errors import WeightsError
 from brushwork.weights import WeightFile
-from conftest import isolate_weights_env, vgg19_shapes
+from weights_testing import isolate_weights_env, vgg19_shapes
 
 
 @pytest.fixture(autouse=True)
@@ -456,3 +456,13 @@ def test_real_vgg19_weights():
     state = weights.load_state_dict("vgg19", download=False)
     features = {k: tuple(v.shape) for k, v in state.items() if k.startswith("features.")}
     assert features == vgg19_shapes()
+
+
+def test_file_without_a_published_digest_loads_and_downloads(registered, small_file, isolated):
+    spec = tiny_spec(registered, small_file, name="nohash", sha256=None)
+    assert spec.sha256 is None
+    path = weights.download("nohash", progress=False)  # nothing to check the download against
+    assert path == weights.cache_dir() / spec.filename
+    weights.verify(path, spec)  # no digest: nothing to compare, no error
+    state = weights.load_state_dict("nohash", progress=False)
+    assert state.keys() == torch.load(small_file[0], weights_only=True).keys()

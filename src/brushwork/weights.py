@@ -84,13 +84,14 @@ class WeightFile:
 
     ``sha256`` is the file's full SHA-256 hex digest when known, otherwise the
     published prefix (at least 8 hex characters); a file passes when its digest
-    starts with it.
+    starts with it. ``None`` marks a file whose digest is not published: it is
+    checked only for its keys and shapes, and messages say so.
     """
 
     name: str
     filename: str
     url: str
-    sha256: str
+    sha256: str | None
     size_bytes: int | None = None
     description: str = ""
     license_note: str = ""
@@ -103,6 +104,8 @@ class WeightFile:
             raise ValueError(f"WeightFile name must be non-empty without spaces: {self.name!r}")
         if not self.filename or Path(self.filename).name != self.filename:
             raise ValueError(f"WeightFile filename must be a bare file name: {self.filename!r}")
+        if self.sha256 is None:
+            return self._check_size()
         digest = self.sha256.lower()
         if len(digest) < 8 or len(digest) > 64 or not _HEX.fullmatch(digest):
             raise ValueError(
@@ -110,6 +113,9 @@ class WeightFile:
                 f"got {self.sha256!r}"
             )
         object.__setattr__(self, "sha256", digest)
+        self._check_size()
+
+    def _check_size(self) -> None:
         if self.size_bytes is not None and self.size_bytes <= 0:
             raise ValueError(f"WeightFile {self.name!r}: size_bytes must be positive")
 
@@ -169,6 +175,97 @@ register(
             "VGG-16 ImageNet classifier as published with torchvision (only features.* is used)"
         ),
         license_note=_TORCHVISION_LICENSE,
+    )
+)
+# Arbitrary style transfer (brushwork.transfer.adain / wct): the normalised VGG-19 of
+# Gatys et al. / Huang & Belongie and the AdaIN decoder, as converted to PyTorch state
+# dicts (nn.Sequential keys "<index>.weight|bias") by naoto0804/pytorch-AdaIN, release v0.0.0.
+# The digests were recorded by a third-party project from that release; not re-checked here.
+_ADAIN_RELEASE = "https://github.com/naoto0804/pytorch-AdaIN/releases/download/v0.0.0/"
+register(
+    WeightFile(
+        name="adain-vgg-normalised",
+        filename="vgg_normalised.pth",
+        url=_ADAIN_RELEASE + "vgg_normalised.pth",
+        sha256="804ca2835ecf7539f0cd2a7ac3c18ce81e6f8468969ae7117ac0c148d286bb4a",
+        size_bytes=80_102_481,  # ≈76 MiB: 20.0 M float32 parameters + pickle overhead
+        size_is_exact=False,
+        description="normalised VGG-19 (reflection padding, 1×1 input conv) used by AdaIN/WCT",
+        license_note="MIT (naoto0804/pytorch-AdaIN); weights from Gatys et al. / Huang & Belongie",
+    )
+)
+register(
+    WeightFile(
+        name="adain-decoder",
+        filename="decoder.pth",
+        url=_ADAIN_RELEASE + "decoder.pth",
+        sha256="379ca41d59f3a37eed3599bbbc2560c19da5c458870a5ffd3a9dd41aa88f9472",
+        size_bytes=14_026_727,  # ≈13 MiB: 3.5 M float32 parameters + pickle overhead
+        size_is_exact=False,
+        description="AdaIN decoder (relu4_1 -> RGB), MS-COCO + WikiArt (Huang & Belongie)",
+        license_note="MIT (naoto0804/pytorch-AdaIN); converted from xunhuang1995/AdaIN-style",
+    )
+)
+# Evaluation metrics (brushwork.metrics): LPIPS, FID, ArtFID.
+register(
+    WeightFile(
+        name="alexnet",
+        filename="alexnet-owt-7be5be79.pth",
+        url="https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
+        sha256="7be5be79",  # prefix from the file name; full digest not known here
+        size_bytes=244_408_911,  # ≈233 MiB, 61.1 M float32 parameters
+        size_is_exact=False,
+        description="AlexNet ImageNet classifier from torchvision (LPIPS trunk; features.* used)",
+        license_note=_TORCHVISION_LICENSE,
+    )
+)
+register(
+    WeightFile(
+        name="lpips-alex",
+        filename="alex.pth",
+        url="https://github.com/richzhang/PerceptualSimilarity/raw/master/lpips/weights/v0.1/alex.pth",
+        sha256="df73285e35b22355a2df87cdb6b70b343713b667eddbda73e1977e0c860835c0",
+        size_bytes=6009,
+        description="LPIPS v0.1 linear layers for the AlexNet trunk (Zhang et al. 2018)",
+        license_note="BSD-2-Clause (richzhang/PerceptualSimilarity)",
+    )
+)
+register(
+    WeightFile(
+        name="lpips-vgg",
+        filename="vgg.pth",
+        url="https://github.com/richzhang/PerceptualSimilarity/raw/master/lpips/weights/v0.1/vgg.pth",
+        sha256="a78928a0af1e5f0fcb1f3b9e8f8c3a2a5a3de244d830ad5c1feddc79b8432868",
+        size_bytes=7289,
+        description="LPIPS v0.1 linear layers for the VGG-16 trunk (Zhang et al. 2018)",
+        license_note="BSD-2-Clause (richzhang/PerceptualSimilarity)",
+    )
+)
+register(
+    WeightFile(
+        name="inception-fid",
+        filename="pt_inception-2015-12-05-6726825d.pth",
+        url="https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
+        "pt_inception-2015-12-05-6726825d.pth",
+        sha256="6726825d",  # prefix from the file name; full digest not known here
+        size_bytes=95_628_359,  # ≈91 MiB, estimate
+        size_is_exact=False,
+        description="TensorFlow FID Inception-v3 (2015-12-05) ported by pytorch-fid",
+        license_note="Apache-2.0 (pytorch-fid; weights from TensorFlow's Inception)",
+    )
+)
+register(
+    WeightFile(
+        name="inception-art",
+        filename="art_inception.pth",
+        url="https://huggingface.co/matthias-wright/art_inception/resolve/main/art_inception.pth",
+        # Digest not published and not known here (no network): the file is checked
+        # for its keys and shapes only, until someone pins its sha256.
+        sha256=None,
+        size_bytes=110_000_000,  # ≈105 MiB, estimate
+        size_is_exact=False,
+        description="ArtFID's Inception-v3 fine-tuned on art (Wright & Ommer 2022)",
+        license_note="see github.com/matthias-wright/art-fid",
     )
 )
 
@@ -389,7 +486,7 @@ def _download(spec: WeightFile, dest: Path, *, progress: bool) -> Path:
                 f"download of {spec.url} is incomplete or wrong: got {received} bytes, "
                 f"expected {spec.exact_size}; nothing was saved, try again"
             )
-        if not digest.startswith(spec.sha256):
+        if spec.sha256 is not None and not digest.startswith(spec.sha256):
             raise WeightsError(
                 f"download of {spec.url} failed its SHA-256 check: expected "
                 f"{spec.sha256}..., got {digest[: max(len(spec.sha256), 16)]}...; "
@@ -538,6 +635,8 @@ def verify(path: str | os.PathLike[str], spec: WeightFile) -> None:
     size and modification time, so an unchanged file is hashed only once.
     """
     file = Path(path)
+    if spec.sha256 is None:  # no published digest: keys and shapes are checked on loading
+        return
     try:
         stat = file.stat()
     except OSError as error:

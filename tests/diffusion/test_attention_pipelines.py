@@ -84,7 +84,7 @@ def _ip_adapter_file(pipe, folder, embed_dim=16):
 
 
 def test_ip_adapter_loaded_output_unchanged_and_maps_match_plain_keys(tmp_path):
-    from conftest import build_sd_pipeline
+    from tiny_sd import build_sd_pipeline
 
     pipe = build_sd_pipeline(tmp_path / "pipe")
     folder = _ip_adapter_file(pipe, tmp_path)

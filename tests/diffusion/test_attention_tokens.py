@@ -20,7 +20,7 @@ from brushwork.errors import ConfigError
 
 @pytest.fixture(scope="module")
 def tokenizer(tmp_path_factory):
-    from conftest import tiny_tokenizer
+    from tiny_sd import tiny_tokenizer
 
     return tiny_tokenizer(tmp_path_factory.mktemp("tok"))
 

@@ -25,6 +25,8 @@ from brushwork.errors import BrushworkError
 SUBCOMMANDS: dict[str, str] = {
     "transfer": "brushwork.cli.transfer",
     "attend": "brushwork.cli.attend",
+    "video": "brushwork.cli.video",
+    "evaluate": "brushwork.cli.evaluate",
     "weights": "brushwork.cli.weights",
 }
 

@@ -258,6 +258,8 @@ def gatys(
     weights: str | None = None,
     device: str | torch.device = "auto",
     callback: Callable[[StepInfo], None] | None = None,
+    init_image: torch.Tensor | None = None,
+    extra_loss: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> GatysResult:
     """Stylise ``content`` with ``styles`` by optimising the pixels.
 
@@ -272,6 +274,12 @@ def gatys(
         weights: path of the encoder's weight file (overrides the lookup).
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"mps"`` or a torch.device.
         callback: called after every loss evaluation with a :class:`StepInfo`.
+        init_image: optional (3, H, W) image in [0, 1] to start from instead of
+            ``settings.init`` (resized to the first level; its luminance is used
+            with ``preserve_color="luminance"``). Video uses the warped previous frame.
+        extra_loss: optional callable adding a term to the total loss: it gets the
+            clamped pixels (1, 3, h, w) at the current level's size and returns a
+            scalar tensor (e.g. the temporal loss of video style transfer).
 
     Returns:
         :class:`GatysResult` with the image and the loss history.
@@ -290,6 +298,8 @@ def gatys(
         _check_image(f"style image {index + 1}", style)
     if masks is not None:
         masks = _check_masks(masks, content, len(style_list))
+    if init_image is not None:
+        _check_image("initial image", init_image)
 
     device = resolve_device(device)
     dtype = resolve_precision(settings.precision, device)
@@ -308,6 +318,8 @@ def gatys(
     finish = _finisher(content, settings)
     if settings.preserve_color == "luminance":
         content, style_list = _luminance_inputs(content, style_list)
+        if init_image is not None:
+            init_image = imageops.luminance(init_image.float()).expand(3, -1, -1)
 
     height, width = content.shape[-2:]
     min_side = encoder.min_input_size(layers)
@@ -334,8 +346,11 @@ def gatys(
                 else None,
                 settings=settings,
                 dtype=dtype,
+                extra_loss=extra_loss,
             )
-            pixels = _initial_pixels(pixels, level_content, style_list, settings, device)
+            pixels = _initial_pixels(
+                pixels, level_content, style_list, settings, device, init_image=init_image
+            )
             history.level = level
             before = history.step
             pixels, final_loss = _optimise(pixels, objective, steps, settings, history)
@@ -460,11 +475,15 @@ def _initial_pixels(
     styles: list[torch.Tensor],
     settings: GatysSettings,
     device: torch.device,
+    *,
+    init_image: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Starting pixels (1, 3, h, w) of a level: the upsampled previous level, or the init."""
     height, width = content.shape[-2:]
     if previous is not None:
         start = F.interpolate(previous.detach(), size=(height, width), mode="bilinear")
+    elif init_image is not None:
+        start = imageops.resize_to(init_image.float(), height, width).unsqueeze(0)
     elif settings.init == "content":
         start = content
     elif settings.init == "style":
@@ -472,7 +491,10 @@ def _initial_pixels(
     else:
         generator = torch.Generator().manual_seed(settings.seed)
         start = torch.rand(1, 3, height, width, generator=generator)
-    return start.to(device).clamp(0, 1).clone().requires_grad_(True)
+    # Contiguous: L-BFGS flattens the gradient with view() (frames decoded as
+    # (H, W, 3) arrays and permuted are not).
+    start = start.to(device).clamp(0, 1).clone(memory_format=torch.contiguous_format)
+    return start.requires_grad_(True)
 
 
 class _Objective:
@@ -488,8 +510,10 @@ class _Objective:
         masks: list[torch.Tensor] | None,
         settings: GatysSettings,
         dtype: torch.dtype,
+        extra_loss: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> None:
         self.encoder, self.layers, self.settings, self.dtype = encoder, layers, settings, dtype
+        self.extra_loss = extra_loss
         self.device = content.device
         self.masks = masks
         layer_weights = settings.style_layer_weights or (1.0,) * len(settings.style_layers)
@@ -543,7 +567,11 @@ class _Objective:
             "style": s.style_weight * style,
             "tv": s.tv_weight * total_variation(pixels) if s.tv_weight else pixels.new_zeros(()),
         }
-        return terms["content"] + terms["style"] + terms["tv"], terms
+        total = terms["content"] + terms["style"] + terms["tv"]
+        if self.extra_loss is not None:
+            terms["extra"] = self.extra_loss(pixels)
+            total = total + terms["extra"]
+        return total, terms
 
 
 @dataclass
