@@ -165,6 +165,17 @@ def test_mid_block_can_be_added(sd_pipe):
     torch.testing.assert_close(maps, expected, atol=1e-5, rtol=1e-5)
 
 
+def test_factors_choose_resolutions(sd_pipe):
+    full = RecordingSettings(factors=(1,), keep_per_layer=True)
+    with AttentionRecorder(sd_pipe, full) as recorder:
+        _run(sd_pipe)
+        layers = recorder.layer_maps()
+    levels = {layer.name: layer.level for layer in cross_attention_layers(sd_pipe.unet)}
+    assert layers and all(levels[name] == 0 for name in layers)
+    with pytest.raises(ConfigError, match="factors"):
+        RecordingSettings(factors=(0,)).validate()
+
+
 def test_bad_settings_and_no_recording():
     with pytest.raises(ConfigError, match="unknown UNet block"):
         RecordingSettings(blocks=("middle",)).validate()

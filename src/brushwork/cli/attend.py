@@ -85,6 +85,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help=f"UNet parts to record, from {','.join(BLOCK_KINDS)} (%(default)s, as DAAM)",
     )
     m.add_argument(
+        "--factors",
+        default=None,
+        metavar="F,...",
+        help="only layers whose maps are F times smaller than the grid (1 = full size); "
+        "default: all",
+    )
+    m.add_argument(
         "--record-steps",
         default=None,
         metavar="START:END",
@@ -124,6 +131,17 @@ def _step_range(text: str | None, steps: int) -> tuple[int, ...] | None:
     return tuple(range(start, end))
 
 
+def _ints(text: str | None, flag: str) -> tuple[int, ...] | None:
+    from brushwork.errors import ConfigError
+
+    if text is None:
+        return None
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise ConfigError(f"{flag} expects comma-separated integers, got '{text}'") from None
+
+
 def slug(word: str) -> str:
     """A file-name-safe form of ``word``."""
     return re.sub(r"[^A-Za-z0-9]+", "_", word).strip("_").lower() or "word"
@@ -152,6 +170,7 @@ def run(args: argparse.Namespace) -> int:
     blocks = tuple(b.strip() for b in args.blocks.split(",") if b.strip())
     settings = RecordingSettings(
         blocks=blocks,
+        factors=_ints(args.factors, "--factors"),
         steps=_step_range(args.record_steps, args.steps),
         keep_per_layer=args.keep_layers,
         keep_per_step=args.keep_steps,

@@ -92,6 +92,9 @@ class RecordingSettings:
             the mid block is skipped).
         skip_factor: layers whose maps are this many times smaller than the grid are
             skipped (DAAM skips 1/8-size maps); 0 keeps all.
+        factors: record only layers whose maps are these many times smaller than the
+            grid (1 = the grid's own size, 2 = half, ...); ``None`` keeps all. Like the
+            DAAM package's ``factors`` argument.
         steps: denoising step indices (0-based) to record; ``None`` records all.
         keep_per_layer: also keep one (images, tokens, grid) sum per layer.
         keep_per_step: also keep one (images, tokens, grid) map per recorded step.
@@ -101,6 +104,7 @@ class RecordingSettings:
 
     blocks: tuple[str, ...] = ("down", "up")
     skip_factor: int = 8
+    factors: tuple[int, ...] | None = None
     steps: tuple[int, ...] | None = None
     keep_per_layer: bool = False
     keep_per_step: bool = False
@@ -115,6 +119,8 @@ class RecordingSettings:
             )
         if self.skip_factor < 0:
             raise ConfigError(f"skip_factor must be ≥ 0, got {self.skip_factor}")
+        if self.factors is not None and (not self.factors or any(f < 1 for f in self.factors)):
+            raise ConfigError(f"factors must be ≥ 1 (1 = grid size), got {self.factors}")
         if self.steps is not None and any(s < 0 for s in self.steps):
             raise ConfigError(f"step indices must be ≥ 0, got {self.steps}")
         if self.max_tokens is not None and self.max_tokens < 1:
@@ -179,7 +185,7 @@ class AttentionRecorder:
         self._buffers: _Buffers | None = None
         self._step = -1
         self._latent_hw: tuple[int, int] | None = None
-        self._matrices: dict[tuple[int, int], torch.Tensor] = {}
+        self._matrices: dict[tuple[int, int, str], torch.Tensor] = {}
         self.layers = [
             layer
             for layer in cross_attention_layers(self.unet)
@@ -253,7 +259,8 @@ class AttentionRecorder:
     def token_maps(self) -> torch.Tensor:
         """(images, tokens, grid_h, grid_w) float32: DAAM maps per text position.
 
-        Sum over recorded steps of the mean over recorded (layer, head) maps.
+        Sum over recorded steps of the mean over recorded (layer, head) maps; on the
+        UNet's device.
         """
         buffers = self._require()
         return buffers.total / buffers.maps_per_step
@@ -332,10 +339,10 @@ class AttentionRecorder:
             h, w = (h + 1) // 2, (w + 1) // 2
         return h, w
 
-    def _resize_matrix(self, size_in: int, size_out: int) -> torch.Tensor:
-        key = (size_in, size_out)
+    def _resize_matrix(self, size_in: int, size_out: int, device: torch.device) -> torch.Tensor:
+        key = (size_in, size_out, str(device))
         if key not in self._matrices:
-            self._matrices[key] = bicubic_matrix(size_in, size_out)
+            self._matrices[key] = bicubic_matrix(size_in, size_out).to(device)
         return self._matrices[key]
 
     @torch.no_grad()
@@ -364,8 +371,10 @@ class AttentionRecorder:
         factor = round(grid[0] / h)  # 1, 2, 4, ... (non-square sizes round up when halved)
         if self.settings.skip_factor and factor == self.settings.skip_factor:
             return
+        if self.settings.factors is not None and factor not in self.settings.factors:
+            return
         heads = attn.heads
-        buffers = self._buffers_for(images, tokens, grid)
+        buffers = self._buffers_for(images, tokens, grid, query.device)
         if self._step not in buffers.steps_recorded:
             buffers.steps_recorded.append(self._step)
             if self.settings.keep_per_step:
@@ -373,25 +382,28 @@ class AttentionRecorder:
         if layer.name not in buffers.layers_recorded:
             buffers.layers_recorded.append(layer.name)
             buffers.maps_per_step += heads
-        up_h = self._resize_matrix(h, grid[0]) if h != grid[0] else None
-        up_w = self._resize_matrix(w, grid[1]) if w != grid[1] else None
+        device = query.device
+        up_h = self._resize_matrix(h, grid[0], device) if h != grid[0] else None
+        up_w = self._resize_matrix(w, grid[1], device) if w != grid[1] else None
         for image in range(images):  # one image at a time bounds the transient memory
-            q = query[image].float().view(queries, heads, -1).transpose(0, 1)
-            k = key[image, :].float().view(key.shape[1], heads, -1).transpose(0, 1)
+            q = query[image].float().view(queries, heads, -1).transpose(0, 1)  # (H, S, d)
+            k = key[image].float().view(key.shape[1], heads, -1).transpose(0, 1)  # (H, T, d)
             if attn.norm_q is not None:
                 q = attn.norm_q(q)
             if attn.norm_k is not None:
                 k = attn.norm_k(k)
-            probs = torch.softmax(q @ k.transpose(1, 2) * attn.scale, dim=-1)
-            # (heads, h·w, T) -> (T, heads, h, w), only the recorded text positions.
-            maps = probs[..., :tokens].permute(2, 0, 1).reshape(tokens, heads, h, w)
-            if up_h is not None or up_w is not None:
+            probs = torch.softmax(q @ (k.transpose(1, 2) * attn.scale), dim=-1)[..., :tokens]
+            if up_h is None and up_w is None:
+                # Already at the grid: nothing to clamp, so sum the heads first.
+                summed = probs.sum(dim=0).T.reshape(tokens, h, w)
+            else:
+                # (H, S, T) -> (T, H, h, w); resize and clamp each (layer, head) map.
+                maps = probs.permute(2, 0, 1).reshape(tokens, heads, h, w)
                 if up_h is not None:
                     maps = torch.matmul(up_h, maps)
                 if up_w is not None:
                     maps = torch.matmul(maps, up_w.T)
-                maps = maps.clamp_(min=0)
-            summed = maps.sum(dim=1)  # (T, gh, gw)
+                summed = maps.clamp_(min=0).sum(dim=1)  # (T, gh, gw)
             buffers.total[image] += summed
             if self.settings.keep_per_layer:
                 buffers.per_layer.setdefault(layer.name, torch.zeros_like(buffers.total))
@@ -399,10 +411,12 @@ class AttentionRecorder:
             if self.settings.keep_per_step:
                 buffers.per_step[-1][image] += summed
 
-    def _buffers_for(self, images: int, tokens: int, grid: tuple[int, int]) -> _Buffers:
+    def _buffers_for(
+        self, images: int, tokens: int, grid: tuple[int, int], device: torch.device
+    ) -> _Buffers:
         buffers = self._buffers
         if buffers is None:
-            total = torch.zeros(images, tokens, *grid, dtype=torch.float32)
+            total = torch.zeros(images, tokens, *grid, dtype=torch.float32, device=device)
             self._buffers = buffers = _Buffers(grid=grid, total=total)
         elif buffers.total.shape[:2] != (images, tokens) or buffers.grid != grid:
             raise ConfigError(

@@ -91,7 +91,8 @@ class AttendResult:
         images: (N, 3, H, W) float32 in [0, 1], N = prompts × images per prompt.
         prompts: the prompt of each image (repeated for several images per prompt).
         maps: per image, its :class:`~.maps.WordMaps`.
-        token_maps: (N, tokens, h, w) float32 raw DAAM maps per text position.
+        token_maps: (N, tokens, h, w) float32 raw DAAM maps per text position (on the CPU,
+            like ``images`` and ``maps``).
         extra: ``"steps_recorded"`` (list of step indices), and when kept,
             ``"layer_maps"`` ({layer: (N, tokens, h, w)}) and ``"step_maps"``
             ((steps, N, tokens, h, w)).
@@ -172,12 +173,12 @@ def generate_with_maps(
         call["guidance_scale"] = guidance_scale
     with AttentionRecorder(pipe, settings) as recorder:
         output = pipe(**call)
-        token_maps = recorder.token_maps()
+        token_maps = recorder.token_maps().cpu()
         extra: dict[str, Any] = {"steps_recorded": recorder.steps_recorded}
         if settings.keep_per_layer:
-            extra["layer_maps"] = recorder.layer_maps()
+            extra["layer_maps"] = {k: v.cpu() for k, v in recorder.layer_maps().items()}
         if settings.keep_per_step:
-            extra["step_maps"] = recorder.step_maps()
+            extra["step_maps"] = recorder.step_maps().cpu()
     images = output.images.float().cpu().clamp(0, 1)
     image_size = (int(images.shape[-2]), int(images.shape[-1]))
     per_image_prompts = [p for p in prompt_list for _ in range(num_images_per_prompt)]
