@@ -12,9 +12,11 @@ the recording overhead a larger share than end to end.
         --steps 30 --batches 1 4
     python benchmarks/attention.py --json results.json
 
-Prints one row per configuration: median seconds, recorded/plain time ratio, peak
-memory (process RSS on CPU, allocator peak on CUDA) and its difference to plain, and
-the time to turn the recorded buffers into word maps at image size, per prompt.
+Prints one row per configuration: median seconds, recorded/plain ratios of wall time
+and of process CPU time (the latter is steadier on a shared machine), the share of the
+recorded run spent inside the recorder (timed directly), peak memory (process RSS on
+CPU, allocator peak on CUDA) and its difference to plain, and the time to turn the
+recorded buffers into word maps at image size, per prompt.
 """
 
 from __future__ import annotations
@@ -147,14 +149,16 @@ def run_one(args: argparse.Namespace) -> dict:
         generate(1)  # warm-up: first-call allocations and kernel selection
         if recorder:
             recorder.reset()
+            recorder.seconds = 0.0
         if args.device.startswith("cuda"):
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         generate(args.steps)
         if args.device.startswith("cuda"):
             torch.cuda.synchronize()
         seconds = time.perf_counter() - start
+        cpu_seconds = time.process_time() - cpu_start
         peak = _peak_memory_mib(args.device)
         map_seconds = None
         if recorder:
@@ -167,7 +171,13 @@ def run_one(args: argparse.Namespace) -> dict:
                 maps.heatmaps()
             map_seconds = (time.perf_counter() - start) / args.batch
             recorder.restore()
-    return {"seconds": seconds, "peak_mib": peak, "map_seconds_per_prompt": map_seconds}
+    return {
+        "seconds": seconds,
+        "cpu_seconds": cpu_seconds,
+        "recorder_seconds": recorder.seconds if recorder else 0.0,
+        "peak_mib": peak,
+        "map_seconds_per_prompt": map_seconds,
+    }
 
 
 def main() -> None:
@@ -211,12 +221,19 @@ def main() -> None:
     for batch in args.batches:
         plain, recorded = runs[(batch, False)], runs[(batch, True)]
         ratios = [r["seconds"] / p["seconds"] for p, r in zip(plain, recorded, strict=True)]
+        cpu_ratios = [
+            r["cpu_seconds"] / p["cpu_seconds"] for p, r in zip(plain, recorded, strict=True)
+        ]
         row = {
             "prompts_per_call": batch,
             "plain_s": statistics.median(p["seconds"] for p in plain),
             "recorded_s": statistics.median(r["seconds"] for r in recorded),
             "time_ratio_median": statistics.median(ratios),
             "time_ratios": ratios,
+            "cpu_time_ratio_median": statistics.median(cpu_ratios),
+            "recorder_share": statistics.median(
+                r["recorder_seconds"] / r["seconds"] for r in recorded
+            ),
             "plain_peak_mib": statistics.median(p["peak_mib"] for p in plain),
             "recorded_peak_mib": statistics.median(r["peak_mib"] for r in recorded),
             "map_s_per_prompt": statistics.median(r["map_seconds_per_prompt"] for r in recorded),
@@ -229,13 +246,15 @@ def main() -> None:
         f"guidance {args.guidance}, {args.dtype} on {args.device}, {args.repeats} repeats"
     )
     print(title)
-    header = ("prompts/call", "plain s", "recorded s", "ratio (median)", "ratios",
-              "peak plain MiB", "extra MiB", "maps s/prompt")  # fmt: skip
+    header = ("prompts/call", "plain s", "recorded s", "wall ratio (median)", "wall ratios",
+              "CPU-time ratio", "recorder share", "peak plain MiB", "extra MiB",
+              "maps s/prompt")  # fmt: skip
     print(" | ".join(header))
     for r in rows:
         print(" | ".join([
             str(r["prompts_per_call"]), f"{r['plain_s']:.2f}", f"{r['recorded_s']:.2f}",
             f"{r['time_ratio_median']:.3f}", " ".join(f"{x:.3f}" for x in r["time_ratios"]),
+            f"{r['cpu_time_ratio_median']:.3f}", f"{100 * r['recorder_share']:.2f} %",
             f"{r['plain_peak_mib']:.0f}", f"{r['extra_peak_mib']:+.0f}",
             f"{r['map_s_per_prompt']:.4f}",
         ]))  # fmt: skip

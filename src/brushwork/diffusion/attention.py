@@ -24,6 +24,7 @@ does not call them, e.g. fused QKV projections, is handled by projecting again).
 from __future__ import annotations
 
 import inspect
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -183,6 +184,8 @@ class AttentionRecorder:
         self._original: dict[str, Any] | None = None
         self._handles: list[Any] = []
         self._buffers: _Buffers | None = None
+        #: Seconds spent computing and adding maps (for benchmarks; excludes the UNet).
+        self.seconds = 0.0
         self._step = -1
         self._latent_hw: tuple[int, int] | None = None
         self._matrices: dict[tuple[int, int, str], torch.Tensor] = {}
@@ -467,8 +470,10 @@ class _RecordingProcessor:
         )
         try:
             if self.recorder._recording_now() and encoder_hidden_states is not None:
+                start = time.perf_counter()
                 query, key = self._projections(attn, hidden_states, encoder_hidden_states)
                 self.recorder.record(self.layer, attn, query, key)
+                self.recorder.seconds += time.perf_counter() - start
         finally:
             self._query = self._key = None
         return out
