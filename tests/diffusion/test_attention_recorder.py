@@ -104,6 +104,23 @@ def test_maps_equal_reference_and_image_is_unchanged(pipe_name, request):
     assert recorder.steps_recorded == [0, 1, 2]
 
 
+def test_sd2_shaped_pipeline(tmp_path):
+    from tiny_sd import build_sd_pipeline
+
+    pipe = build_sd_pipeline(tmp_path, sd2=True)
+    heads = {
+        pipe.unet.get_submodule(layer.name).heads for layer in cross_attention_layers(pipe.unet)
+    }
+    assert len(heads) == 2  # heads differ per level, as in SD 2.x
+    plain = _run(pipe, steps=2)
+    with AttentionRecorder(pipe) as recorder:
+        assert torch.equal(_run(pipe, steps=2), plain)
+        maps = recorder.token_maps()
+    torch.testing.assert_close(
+        maps, reference_maps(pipe, guidance=True, steps=2), atol=1e-5, rtol=1e-5
+    )
+
+
 def test_non_square_and_no_guidance(sd_pipe):
     with AttentionRecorder(sd_pipe) as recorder:
         _run(sd_pipe, height=64, width=96, guidance_scale=1.0)

@@ -97,8 +97,12 @@ def _vae():
     )
 
 
-def build_sd_pipeline(tmp: Path):
-    """SD-1.x-shaped: cross-attention at 16² and 8² latents, 4 heads of 8 then 16 channels."""
+def build_sd_pipeline(tmp: Path, *, sd2: bool = False):
+    """SD-1.x-shaped: cross-attention at 32² and 16² latents (64 px images), 4 heads.
+
+    ``sd2=True`` gives the SD-2.x variations: linear projections, a head count that differs
+    per level (2 then 4, as SD 2 has 5/10/20), upcast attention and v-prediction.
+    """
     from diffusers import DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextModel
 
@@ -112,7 +116,9 @@ def build_sd_pipeline(tmp: Path):
         down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
         up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
         cross_attention_dim=32,
-        attention_head_dim=4,
+        attention_head_dim=(2, 4) if sd2 else 4,
+        use_linear_projection=sd2,
+        upcast_attention=sd2,
         norm_num_groups=16,
     )
     torch.manual_seed(0)
@@ -126,6 +132,7 @@ def build_sd_pipeline(tmp: Path):
         clip_sample=False,
         set_alpha_to_one=False,
         steps_offset=1,
+        prediction_type="v_prediction" if sd2 else "epsilon",
     )
     pipe = StableDiffusionPipeline(
         vae=vae,
