@@ -359,7 +359,8 @@ def _how_to_provide(spec: WeightFile) -> str:
     cached = cache_dir() / spec.filename
     return (
         "Provide it in one of these ways:\n"
-        f"  * pass --weights PATH (the downloaded {spec.filename});\n"
+        f"  * pass the downloaded {spec.filename} with the command's weights option "
+        "(--weights PATH for `brushwork transfer`; `--help` lists each command's);\n"
         f"  * set {ENV_WEIGHTS_DIR}=<folder containing {spec.filename}> "
         f"(or {file_env_var(spec.name)}=<file>);\n"
         f"  * copy it to {cached} (e.g. after `brushwork weights download {spec.name}` "
