@@ -27,6 +27,9 @@ SUBCOMMANDS: dict[str, str] = {
     "attend": "brushwork.cli.attend",
     "video": "brushwork.cli.video",
     "evaluate": "brushwork.cli.evaluate",
+    "train": "brushwork.cli.train",
+    "stylize": "brushwork.cli.stylize",
+    "export": "brushwork.cli.export",
     "weights": "brushwork.cli.weights",
 }
 

@@ -1,0 +1,246 @@
+"""``brushwork train johnson|adain|wct``: train feed-forward style transfer networks."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from brushwork.devices import DEVICE_CHOICES
+
+EPILOG = """examples:
+  brushwork train johnson --style starry.jpg --content-dir coco/train2014 -o starry.safetensors
+  brushwork train adain --content-dir coco/ --style-dir wikiart/ -o adain.safetensors
+  brushwork train wct --content-dir coco/ -o wct.safetensors
+  brushwork train johnson ... --resume starry.safetensors.ckpt      # continue a run
+
+A resumable checkpoint is written to OUTPUT.ckpt every --checkpoint-every steps.
+"""
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    from brushwork.cli.main import ArgumentParser
+    from brushwork.transfer.adain import AdaINSettings
+    from brushwork.transfer.johnson import JohnsonConfig, JohnsonSettings
+    from brushwork.transfer.wct import WCTSettings
+
+    p = subparsers.add_parser(
+        "train",
+        help="train a feed-forward network (Johnson, AdaIN, WCT decoders)",
+        description="Train a feed-forward style transfer network.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    methods = p.add_subparsers(dest="method", metavar="METHOD", parser_class=ArgumentParser)
+    methods.required = True
+
+    def common(sub: argparse.ArgumentParser, d) -> None:
+        sub.add_argument("-o", "--output", required=True, help="model file (.safetensors)")
+        sub.add_argument("--steps", type=int, default=getattr(d, "steps", None))
+        sub.add_argument("--batch-size", type=int, default=d.batch_size)
+        sub.add_argument("--lr", type=float, default=d.learning_rate, help="Adam learning rate")
+        sub.add_argument("--image-size", type=int, default=d.image_size, help="crop side")
+        sub.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, metavar="N")
+        sub.add_argument("--resume", default=None, metavar="CKPT", help="checkpoint to resume")
+        sub.add_argument("--seed", type=int, default=d.seed)
+        sub.add_argument("--device", default="auto", help="|".join(DEVICE_CHOICES))
+        sub.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+        sub.set_defaults(_parser=sub)
+
+    j, jc = JohnsonSettings(), JohnsonConfig()
+    sub = methods.add_parser("johnson", help="one network per style (Johnson et al. 2016)")
+    sub.add_argument("--style", required=True, help="style image")
+    sub.add_argument("--content-dir", required=True, help="folder of content images (MS-COCO)")
+    common(sub, j)
+    sub.add_argument("--epochs", type=int, default=j.epochs, help="used when --steps is not given")
+    sub.add_argument("--content-weight", type=float, default=j.content_weight)
+    sub.add_argument("--style-weight", type=float, default=j.style_weight)
+    sub.add_argument("--tv-weight", type=float, default=j.tv_weight)
+    sub.add_argument(
+        "--style-size", type=int, default=None, help="style long side (default: as is)"
+    )
+    sub.add_argument("--channels", type=int, default=jc.channels, help="network width")
+    sub.add_argument("--residual-blocks", type=int, default=jc.residual_blocks)
+    sub.add_argument("--vgg-weights", default=None, metavar="PATH", help="VGG-16 weight file")
+
+    a = AdaINSettings()
+    sub = methods.add_parser("adain", help="arbitrary style decoder (Huang & Belongie 2017)")
+    sub.add_argument("--content-dir", required=True, help="folder of content images (MS-COCO)")
+    sub.add_argument("--style-dir", required=True, help="folder of style images (WikiArt)")
+    common(sub, a)
+    sub.add_argument("--resize", type=int, default=a.resize, help="shorter side before cropping")
+    sub.add_argument("--lr-decay", type=float, default=a.lr_decay)
+    sub.add_argument("--style-weight", type=float, default=a.style_weight)
+    sub.add_argument("--content-weight", type=float, default=a.content_weight)
+    sub.add_argument(
+        "--encoder-weights",
+        default=None,
+        metavar="PATH",
+        help="vgg_normalised.pth (default: the published file)",
+    )
+
+    w = WCTSettings()
+    sub = methods.add_parser("wct", help="WCT reconstruction decoders (Li et al. 2017)")
+    sub.add_argument("--content-dir", required=True, help="folder of training images")
+    common(sub, w)
+    sub.add_argument("--resize", type=int, default=w.resize, help="shorter side before cropping")
+    sub.add_argument("--levels", default="5,4,3,2,1", help="decoder levels (relu{k}_1)")
+    sub.add_argument("--feature-weight", type=float, default=w.feature_weight)
+    sub.add_argument(
+        "--encoder-weights",
+        default=None,
+        metavar="PATH",
+        help="vgg_normalised.pth (default: the published file)",
+    )
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from brushwork.errors import OutputPathError
+    from brushwork.image import load_image
+    from brushwork.transfer import modelfile
+
+    output = Path(args.output)
+    if output.suffix.lower() != ".safetensors":
+        raise OutputPathError(f"the model file must end in .safetensors, got '{output}'")
+    if not output.parent.is_dir():
+        raise OutputPathError(f"folder {output.parent} does not exist; create it first")
+    checkpoint = output.with_name(output.name + ".ckpt")
+
+    with _progress(args) as callback:
+        if args.method == "johnson":
+            from brushwork.transfer.johnson import JohnsonConfig, JohnsonSettings, train_johnson
+
+            settings = JohnsonSettings(
+                image_size=args.image_size,
+                batch_size=args.batch_size,
+                learning_rate=args.lr,
+                epochs=args.epochs,
+                steps=args.steps,
+                content_weight=args.content_weight,
+                style_weight=args.style_weight,
+                tv_weight=args.tv_weight,
+                style_size=args.style_size,
+                checkpoint_every=args.checkpoint_every,
+                seed=args.seed,
+                config=JohnsonConfig(channels=args.channels, residual_blocks=args.residual_blocks),
+            )
+            style = load_image(args.style)
+            model, result = train_johnson(
+                style,
+                content_dir=args.content_dir,
+                settings=settings,
+                vgg_weights=args.vgg_weights,
+                device=args.device,
+                checkpoint_path=checkpoint,
+                resume=args.resume,
+                callback=callback,
+            )
+            digest = modelfile.file_sha256(args.style)
+        elif args.method == "adain":
+            from brushwork.transfer.adain import (
+                AdaINModel,
+                AdaINSettings,
+                load_published_encoder,
+                train_adain,
+            )
+
+            settings = AdaINSettings(
+                resize=args.resize,
+                image_size=args.image_size,
+                batch_size=args.batch_size,
+                learning_rate=args.lr,
+                lr_decay=args.lr_decay,
+                steps=args.steps,
+                content_weight=args.content_weight,
+                style_weight=args.style_weight,
+                checkpoint_every=args.checkpoint_every,
+                seed=args.seed,
+            )
+            settings.validate()
+            base = AdaINModel()
+            base.encoder = load_published_encoder(path=args.encoder_weights)
+            base.encoder.requires_grad_(False)
+            model, result = train_adain(
+                content_dir=args.content_dir,
+                style_dir=args.style_dir,
+                settings=settings,
+                model=base,
+                device=args.device,
+                checkpoint_path=checkpoint,
+                resume=args.resume,
+                callback=callback,
+            )
+            digest = None
+        else:
+            from brushwork.transfer.adain import EncoderConfig, load_published_encoder
+            from brushwork.transfer.wct import WCTConfig, WCTModel, WCTSettings, train_wct
+
+            settings = WCTSettings(
+                resize=args.resize,
+                image_size=args.image_size,
+                batch_size=args.batch_size,
+                learning_rate=args.lr,
+                steps=args.steps,
+                feature_weight=args.feature_weight,
+                checkpoint_every=args.checkpoint_every,
+                seed=args.seed,
+            )
+            settings.validate()
+            levels = tuple(int(k) for k in args.levels.split(",") if k.strip())
+            if not levels:
+                from brushwork.errors import ConfigError
+
+                raise ConfigError("--levels needs at least one level, e.g. 5,4,3,2,1")
+            encoder = EncoderConfig(level=max(levels))
+            base = WCTModel(WCTConfig(encoder=encoder, levels=levels))
+            base.encoder = load_published_encoder(base.config.encoder, path=args.encoder_weights)
+            base.encoder.requires_grad_(False)
+            model, result = train_wct(
+                image_dir=args.content_dir,
+                settings=settings,
+                model=base,
+                device=args.device,
+                checkpoint_path=checkpoint,
+                resume=args.resume,
+                callback=callback,
+            )
+            digest = None
+    modelfile.save_model(output, model.cpu(), settings=settings.to_json(), style_sha256=digest)
+    if not args.quiet:
+        losses = ", ".join(f"{k} {v:.4g}" for k, v in result.losses.items())
+        print(f"saved {output} after {result.steps} steps ({losses})", file=sys.stderr)
+    return 0
+
+
+class _progress:
+    """Context manager yielding the training callback (a rich bar, or nothing when quiet)."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.enabled = not args.quiet
+        self.bar = None
+
+    def __enter__(self):
+        if not self.enabled:
+            return None
+        from brushwork.cli.progress import step_progress
+
+        self.bar = step_progress(enabled=True)
+        self.bar.__enter__()
+        task = self.bar.add_task("train", total=None, loss="–")
+
+        def callback(info) -> None:
+            parts = " ".join(f"{k} {v:.3g}" for k, v in info.losses.items())
+            saved = " · checkpoint saved" if info.checkpoint else ""
+            self.bar.update(
+                task,
+                total=info.total_steps,
+                completed=info.step,
+                loss=f"{parts} · {info.images_per_second:.1f} img/s{saved}",
+            )
+
+        return callback
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)

@@ -1,0 +1,353 @@
+"""One way to run every feed-forward method: :func:`load_stylizer` -> :class:`Stylizer`.
+
+Example::
+
+    stylizer = load_stylizer("starry.safetensors")                  # Johnson
+    stylizer = load_stylizer("starry.onnx")                         # through onnxruntime
+    stylizer = load_stylizer("adain.safetensors", styles=[style], alpha=0.7)
+    stylizer = load_stylizer(method="adain", styles=[a, b], style_weights=[0.7, 0.3])
+    stylizer = load_stylizer("wct.safetensors", styles=[style], alpha=0.6)
+    out = stylizer(images)          # (B, 3, H, W) in [0, 1] -> (B, 3, H, W) in [0, 1]
+
+A Stylizer is deterministic: the same images give the same output. Sizes that
+the network cannot take directly are reflect-padded and cropped back.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from brushwork.errors import ConfigError, WeightsError
+from brushwork.transfer.johnson import MULTIPLE, pad_to_multiple
+
+METHODS = ("johnson", "adain", "wct")
+#: Environment variable naming a default WCT model file (for ``method="wct"``).
+ENV_WCT_MODEL = "BRUSHWORK_WCT_MODEL"
+
+
+def _check_images(images: torch.Tensor) -> torch.Tensor:
+    if images.ndim == 3:
+        raise ConfigError(
+            f"a Stylizer takes a batch (B, 3, H, W); got {tuple(images.shape)} — add images[None]"
+        )
+    if images.ndim != 4 or images.shape[1] != 3 or not images.is_floating_point():
+        raise ConfigError(
+            f"a Stylizer takes float images (B, 3, H, W) in [0, 1]; got "
+            f"{tuple(images.shape)} {images.dtype}"
+        )
+    return images
+
+
+class Stylizer:
+    """Callable: ``stylizer(images)`` with images (B, 3, H, W) in [0, 1] -> same shape.
+
+    Attributes:
+        method: ``"johnson"``, ``"adain"`` or ``"wct"``.
+        backend: ``"torch"`` or ``"onnxruntime"``.
+        device: where the network runs (outputs come back on the input's device).
+        tile: tile side for large images (``None``: whole image at once).
+        tile_overlap: overlap of neighbouring tiles.
+    """
+
+    method = ""
+    backend = "torch"
+    multiple = 1
+
+    def __init__(
+        self,
+        *,
+        device: torch.device,
+        dtype: torch.dtype = torch.float32,
+        preserve_color: bool = False,
+        tile: int | None = None,
+        tile_overlap: int = 64,
+    ) -> None:
+        self.device = device
+        self.dtype = dtype
+        self.preserve_color = preserve_color
+        self.tile = tile
+        self.tile_overlap = tile_overlap
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) in [0, 1] -> (B, 3, H, W) in [0, 1], float32."""
+        images = _check_images(images)
+        source = images.device
+        x = images.to(self.device, torch.float32)
+        with torch.inference_mode():
+            if self.tile:
+                from brushwork.transfer.tiling import tiled
+
+                out = tiled(
+                    self._padded, x, tile=self.tile, overlap=self.tile_overlap, align=self.multiple
+                )
+            else:
+                out = self._padded(x)
+            out = out.clamp(0, 1)
+            if self.preserve_color and self.method == "johnson":
+                from brushwork.color import combine_luminance
+                from brushwork.image import luminance
+
+                out = combine_luminance(luminance(out), x)
+        return out.to(source)
+
+    def _padded(self, x: torch.Tensor) -> torch.Tensor:
+        padded, h, w = pad_to_multiple(x, self.multiple)
+        return self._forward(padded)[..., :h, :w].float()
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+def _fast(module: nn.Module, device: torch.device, dtype: torch.dtype) -> nn.Module:
+    """The module ready for inference; a copy when the dtype changes (the caller's stays)."""
+    if dtype != torch.float32:
+        import copy
+
+        module = copy.deepcopy(module)
+    module = module.eval().to(device)
+    if device.type == "cpu":
+        module = module.to(memory_format=torch.channels_last)
+    return module.to(dtype)
+
+
+def _prepare(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    x = x.to(dtype)
+    return x.contiguous(memory_format=torch.channels_last) if x.device.type == "cpu" else x
+
+
+class JohnsonStylizer(Stylizer):
+    """A trained :class:`~brushwork.transfer.johnson.TransformerNet` in PyTorch."""
+
+    method = "johnson"
+    multiple = MULTIPLE
+
+    def __init__(self, net: nn.Module, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.net = _fast(net, self.device, self.dtype)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(_prepare(x, self.dtype))
+
+
+class OnnxStylizer(Stylizer):
+    """An exported Johnson network run by onnxruntime (CPU or CUDA provider)."""
+
+    method = "johnson"
+    backend = "onnxruntime"
+    multiple = MULTIPLE
+
+    def __init__(self, path: str | os.PathLike, **kwargs) -> None:
+        super().__init__(**kwargs)
+        from brushwork.transfer.onnx_export import open_session
+
+        self.session = open_session(path, device=self.device)
+        self.input_name = self.session.get_inputs()[0].name
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        array = x.detach().cpu().float().contiguous().numpy()
+        (out,) = self.session.run(None, {self.input_name: array})
+        return torch.from_numpy(out).to(x.device)
+
+
+class _ArbitraryStylizer(Stylizer):
+    """Shared by AdaIN and WCT: style images, weights, α, colour preservation."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        styles: Sequence[torch.Tensor] | None,
+        style_weights: Sequence[float] | None,
+        alpha: float,
+        style_size: int | None = None,
+        **kwargs,
+    ) -> None:
+        super().__init__(**kwargs)
+        from brushwork.transfer.adain import check_alpha, normalise_weights
+
+        if not styles:
+            raise ConfigError(
+                f"{self.method.upper()} needs at least one style image: pass styles=[...] "
+                "(on the command line: --style IMAGE)"
+            )
+        check_alpha(alpha)
+        self.model = _fast(model, self.device, self.dtype)
+        self.alpha = alpha
+        self.style_weights = normalise_weights(style_weights, len(styles))
+        images = []
+        for style in styles:
+            s = style if style.ndim == 4 else style[None]
+            if s.ndim != 4 or s.shape[:2] != (1, 3):
+                raise ConfigError(f"a style image must be (3, H, W); got {tuple(style.shape)}")
+            if style_size is not None:
+                from brushwork.image import resize_long_side
+
+                s = resize_long_side(s, style_size)
+            images.append(s.float().to(self.device))
+        self.styles = images
+        with torch.inference_mode():
+            self._style_cache = None if self.preserve_color else self._encode_styles(images)
+
+    def _styles_for(self, content: torch.Tensor) -> list:
+        if self._style_cache is not None:
+            return self._style_cache
+        from brushwork.color import match_color
+
+        # Colour preservation: the style's colours are matched to this content first.
+        recoloured = [match_color(s, content[:1], "mean-cov") for s in self.styles]
+        return self._encode_styles(recoloured)
+
+    def _encode_styles(self, styles: list[torch.Tensor]) -> list:  # pragma: no cover
+        raise NotImplementedError
+
+
+class AdaINStylizer(_ArbitraryStylizer):
+    """AdaIN with α, style interpolation, colour preservation and region masks."""
+
+    method = "adain"
+
+    def __init__(self, model: nn.Module, *, masks: torch.Tensor | None = None, **kwargs) -> None:
+        self.multiple = 2 ** (model.config.encoder.level - 1)
+        super().__init__(model, **kwargs)
+        if masks is not None:
+            if masks.ndim == 3:
+                masks = masks[None]
+            if masks.ndim != 4 or masks.shape[1] != len(self.styles):
+                raise ConfigError(
+                    f"give one mask per style: {len(self.styles)} styles, masks of shape "
+                    f"{tuple(masks.shape)}"
+                )
+            if self.tile:
+                raise ConfigError("--mask and --tile cannot be combined")
+        self.masks = masks
+
+    def _encode_styles(self, styles: list[torch.Tensor]) -> list[torch.Tensor]:
+        return [self.model.encoder(_prepare(s, self.dtype)) for s in styles]
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        masks = None
+        if self.masks is not None:
+            from brushwork.image import resize_to
+
+            masks = resize_to(self.masks.float(), *x.shape[-2:]).to(x.device)
+        return self.model.stylize(
+            _prepare(x, self.dtype),
+            self._styles_for(x),
+            style_weights=self.style_weights,
+            alpha=self.alpha,
+            masks=masks,
+            encoded=True,
+        )
+
+
+class WCTStylizer(_ArbitraryStylizer):
+    """The WCT cascade with α, style interpolation and colour preservation."""
+
+    method = "wct"
+
+    def __init__(self, model: nn.Module, **kwargs) -> None:
+        self.multiple = model.multiple
+        super().__init__(model, **kwargs)
+
+    def _encode_styles(self, styles: list[torch.Tensor]) -> list[dict]:
+        return [self.model.style_features(_prepare(s, self.dtype)) for s in styles]
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.stylize(
+            _prepare(x, self.dtype),
+            self._styles_for(x),
+            style_weights=self.style_weights,
+            alpha=self.alpha,
+        )
+
+
+def load_stylizer(
+    model: str | Path | None = None,
+    *,
+    method: str | None = None,
+    styles: Sequence[torch.Tensor] | None = None,
+    style_weights: Sequence[float] | None = None,
+    alpha: float = 1.0,
+    preserve_color: bool = False,
+    device: str = "auto",
+    masks: torch.Tensor | None = None,
+    precision: str = "fp32",
+    style_size: int | None = None,
+    tile: int | None = None,
+    tile_overlap: int = 64,
+) -> Stylizer:
+    """Load a feed-forward stylizer.
+
+    Args:
+        model: a ``.safetensors`` model file from ``brushwork train`` (Johnson,
+            AdaIN or WCT), or an ``.onnx`` export (run by onnxruntime). ``None``
+            with ``method="adain"`` uses the published AdaIN weights; with
+            ``method="wct"`` the file named by ``$BRUSHWORK_WCT_MODEL``.
+        method: the expected method; a file of another method is refused.
+        styles: style images (3, H, W) in [0, 1] for AdaIN/WCT.
+        style_weights: interpolation weights for several styles.
+        alpha: content–style trade-off for AdaIN/WCT (1 = full style).
+        preserve_color: keep the content's colours (Johnson: luminance-only;
+            AdaIN/WCT: the style is recoloured to the content first).
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ...
+        masks: AdaIN only: (len(styles), H, W) regions, one style per region.
+        precision: ``"fp32"`` or ``"bf16"`` (PyTorch paths).
+        style_size: long side the style images are resized to (``None``: as given).
+        tile, tile_overlap: process large images in overlapping tiles.
+
+    Raises:
+        ConfigError: unknown method, missing styles, bad α or weights.
+        WeightsError: missing or mismatching model file.
+    """
+    from brushwork.devices import resolve_device
+
+    if method is not None and method not in METHODS:
+        from brushwork.encoders import unknown_name_message
+
+        raise ConfigError(unknown_name_message("method", method, METHODS))
+    dev = resolve_device(device)
+    if precision not in ("fp32", "bf16"):
+        raise ConfigError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    common = dict(
+        device=dev, dtype=dtype, preserve_color=preserve_color, tile=tile, tile_overlap=tile_overlap
+    )
+    arbitrary = dict(styles=styles, style_weights=style_weights, alpha=alpha, style_size=style_size)
+    if model is None:
+        if method == "adain":
+            from brushwork.transfer.adain import load_published_adain
+
+            return AdaINStylizer(load_published_adain(), masks=masks, **arbitrary, **common)
+        if method == "wct" and os.environ.get(ENV_WCT_MODEL):
+            model = os.environ[ENV_WCT_MODEL]
+        elif method == "wct":
+            raise WeightsError(
+                "WCT needs its decoders: train them with `brushwork train wct --content-dir "
+                f"DIR -o wct.safetensors` and pass --model wct.safetensors (or set {ENV_WCT_MODEL})"
+            )
+        else:
+            raise ConfigError(
+                "no model given: pass a model file (--model), or --method adain to use the "
+                "published AdaIN weights"
+            )
+    path = Path(model)
+    if path.suffix.lower() == ".onnx":
+        if method not in (None, "johnson"):
+            raise ConfigError(f"ONNX models are Johnson networks; --method {method} does not fit")
+        if not path.is_file():
+            raise WeightsError(f"model file {path} does not exist")
+        common.pop("dtype")
+        return OnnxStylizer(path, **common)
+    from brushwork.transfer.modelfile import load_model
+
+    net, info = load_model(path, architecture=method)
+    if info.architecture == "johnson":
+        return JohnsonStylizer(net, **common)
+    if info.architecture == "adain":
+        return AdaINStylizer(net, masks=masks, **arbitrary, **common)
+    return WCTStylizer(net, **arbitrary, **common)

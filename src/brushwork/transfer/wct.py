@@ -1,0 +1,315 @@
+"""Universal style transfer with whitening–colouring transforms (Li et al. 2017).
+
+Y. Li, C. Fang, J. Yang, Z. Wang, X. Lu, M.-H. Yang, *Universal Style Transfer via
+Feature Transforms*, NeurIPS 2017.
+
+One normalised VGG-19 encoder (shared by every level) and one decoder per level
+``relu{k}_1``, each trained only to reconstruct images (:func:`train_wct`). At
+each level, coarse to fine (relu5_1 … relu1_1), the content features are
+whitened, coloured with the style's covariance, blended with α and decoded.
+
+The eigen-decompositions run in float64 on the small C × C covariance matrices
+only (the feature maps stay float32); eigenvalues below ``eps`` times the
+largest are dropped, so rank-deficient covariances (flat images, small feature
+maps) give finite results.
+
+Example::
+
+    model = WCTModel()                                   # then load or train the decoders
+    out = model.stylize(content, [style], alpha=0.6)     # (B, 3, H, W)
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from brushwork.errors import ConfigError
+from brushwork.transfer.adain import (
+    EncoderConfig,
+    MirrorDecoder,
+    NormalisedVGG,
+    check_alpha,
+    normalise_weights,
+)
+from brushwork.transfer.data import ImageFolder
+from brushwork.transfer.training import TrainResult, TrainStep, train_loop
+
+
+class StyleStats(NamedTuple):
+    """A style feature map's mean (C, 1) and colouring matrix (C, C), float32."""
+
+    mean: torch.Tensor
+    colour: torch.Tensor
+
+
+def _eig(cov: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eigenvalues/-vectors of a symmetric matrix (float64) with the tiny eigenvalues dropped."""
+    values, vectors = torch.linalg.eigh(cov.double())
+    keep = values > eps * values.max().clamp_min(1e-30)
+    return values[keep], vectors[:, keep]
+
+
+def _mean_cov(flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(C, N) -> float32 mean (C, 1) and covariance (C, C) (divided by N − 1).
+
+    The big product runs in float32 (fast); only the C × C result goes to float64.
+    """
+    flat = flat.float()
+    mean = flat.mean(dim=1, keepdim=True)
+    centred = flat - mean
+    return mean, centred @ centred.T / max(flat.shape[1] - 1, 1)
+
+
+def covariance(features: torch.Tensor) -> torch.Tensor:
+    """(C, N) -> (C, C) float64 covariance (divided by N − 1)."""
+    centred = features.double() - features.double().mean(dim=1, keepdim=True)
+    return centred @ centred.T / max(centred.shape[1] - 1, 1)
+
+
+def style_statistics(style: torch.Tensor, *, eps: float = 1e-5) -> StyleStats:
+    """Mean and colouring matrix E_s D_s^{1/2} E_sᵀ of (C, H, W) style features."""
+    mean, cov = _mean_cov(style.reshape(style.shape[0], -1))
+    values, vectors = _eig(cov, eps)
+    colour = vectors @ torch.diag(values.sqrt()) @ vectors.T
+    return StyleStats(mean, colour.float())
+
+
+def whiten_colour(
+    content: torch.Tensor, style: torch.Tensor | StyleStats, *, eps: float = 1e-5
+) -> torch.Tensor:
+    """The whitening–colouring transform of one feature map.
+
+    Args:
+        content: (C, H, W) content features.
+        style: (C, H', W') style features, or their :func:`style_statistics`.
+        eps: eigenvalues below ``eps`` × the largest are dropped.
+
+    Returns:
+        (C, H, W) features, in the content's dtype, whose covariance is the
+        style's (on the subspace the content spans) and whose mean is the style's.
+    """
+    stats = style if isinstance(style, StyleStats) else style_statistics(style, eps=eps)
+    c, h, w = content.shape
+    flat = content.reshape(c, -1).float()
+    mean_c, cov_c = _mean_cov(flat)
+    values, vectors = _eig(cov_c, eps)
+    whiten = vectors @ torch.diag(values.rsqrt()) @ vectors.T
+    # One C × C matrix applied to the float32 features: cheap for large maps.
+    transform = (stats.colour.double() @ whiten).float()
+    out = transform @ (flat - mean_c) + stats.mean
+    return out.reshape(c, h, w).to(content.dtype)
+
+
+@dataclass(frozen=True)
+class WCTConfig:
+    """Architecture: the encoder shape (its level is the deepest, 5) and the decoder levels."""
+
+    encoder: EncoderConfig = field(default_factory=lambda: EncoderConfig(level=5))
+    levels: tuple[int, ...] = (5, 4, 3, 2, 1)
+
+    def validate(self) -> None:
+        """ConfigError on levels outside 1 … encoder level."""
+        self.encoder.validate()
+        if not self.levels or any(not 1 <= k <= self.encoder.level for k in self.levels):
+            raise ConfigError(
+                f"WCT levels must be in 1 … {self.encoder.level}, got {list(self.levels)}"
+            )
+        if len(set(self.levels)) != len(self.levels):
+            raise ConfigError(f"WCT levels repeat: {list(self.levels)}")
+
+    def to_json(self) -> dict:
+        """Plain JSON values."""
+        return {"encoder": self.encoder.to_json(), "levels": list(self.levels)}
+
+    @staticmethod
+    def from_json(data: dict) -> WCTConfig:
+        """Inverse of :meth:`to_json`."""
+        enc = dict(data["encoder"])
+        enc["widths"] = tuple(enc["widths"])
+        return WCTConfig(EncoderConfig(**enc), tuple(data["levels"]))
+
+
+class WCTModel(nn.Module):
+    """Shared encoder (to relu{max level}_1) and one :class:`MirrorDecoder` per level."""
+
+    def __init__(self, config: WCTConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or WCTConfig()
+        self.config.validate()
+        self.encoder = NormalisedVGG(self.config.encoder)
+        self.encoder.requires_grad_(False)
+        enc = self.config.encoder
+        self.decoders = nn.ModuleDict(
+            {
+                str(k): MirrorDecoder(
+                    EncoderConfig(level=k, widths=enc.widths, padding=enc.padding)
+                )
+                for k in self.config.levels
+            }
+        )
+
+    @property
+    def multiple(self) -> int:
+        """Input sides that are multiples of this decode back to the same size."""
+        return 2 ** (max(self.config.levels) - 1)
+
+    def style_features(self, style: torch.Tensor, *, eps: float = 1e-5) -> dict[int, StyleStats]:
+        """(1, 3, H, W) style image -> level -> its :class:`StyleStats` (one encoder pass)."""
+        levels = sorted(self.config.levels)
+        feats = self.encoder.features(style, levels)
+        return {k: style_statistics(f[0], eps=eps) for k, f in zip(levels, feats, strict=True)}
+
+    def stylize(
+        self,
+        content: torch.Tensor,
+        styles: Sequence[torch.Tensor | dict[int, torch.Tensor]],
+        *,
+        style_weights: Sequence[float] | None = None,
+        alpha: float = 1.0,
+        eps: float = 1e-5,
+    ) -> torch.Tensor:
+        """Coarse-to-fine WCT cascade.
+
+        Args:
+            content: (B, 3, H, W) in [0, 1].
+            styles: style images (1, 3, H', W') or their :meth:`style_features`
+                (one style image each; the first of a batch is used).
+            style_weights: interpolation weights of the coloured features.
+            alpha: blend of the transformed and the content features at every level
+                (0 gives the cascade's reconstruction of the content).
+
+        Returns:
+            (B, 3, H', W') unclamped, H', W' = H, W rounded up to :attr:`multiple`.
+        """
+        check_alpha(alpha)
+        if not styles:
+            raise ConfigError("WCT needs at least one style image (--style)")
+        feats = [s if isinstance(s, dict) else self.style_features(s) for s in styles]
+        weights = normalise_weights(style_weights, len(feats))
+        image = content
+        for level in self.config.levels:
+            fc = self.encoder.features(image, [level])[0]
+            mixed = []
+            for b in range(fc.shape[0]):
+                coloured = sum(
+                    w * whiten_colour(fc[b], f[level], eps=eps)
+                    for w, f in zip(weights, feats, strict=True)
+                )
+                mixed.append(alpha * coloured + (1 - alpha) * fc[b])
+            image = self.decoders[str(level)](torch.stack(mixed))
+        return image
+
+    def reconstruct(self, images: torch.Tensor, level: int) -> torch.Tensor:
+        """decoder_k(encoder_k(images)) for one level."""
+        return self.decoders[str(level)](self.encoder.features(images, [level])[0])
+
+
+@dataclass
+class WCTSettings:
+    """Decoder training settings (reconstruction + feature loss, Li et al. 2017).
+
+    Attributes:
+        resize, image_size: shorter side before cropping; crop side.
+        batch_size, learning_rate, steps: Adam schedule.
+        feature_weight: λ of the feature (perceptual) loss ‖Φ(x̂) − Φ(x)‖².
+        checkpoint_every, seed: as for the other trainers.
+    """
+
+    resize: int = 512
+    image_size: int = 256
+    batch_size: int = 8
+    learning_rate: float = 1e-4
+    steps: int = 40_000
+    feature_weight: float = 1.0
+    checkpoint_every: int = 1000
+    seed: int = 0
+
+    def validate(self) -> None:
+        """ConfigError for values that cannot work."""
+        for name in ("resize", "image_size", "batch_size", "steps"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.learning_rate <= 0 or self.feature_weight < 0:
+            raise ConfigError("learning_rate must be positive and feature_weight 0 or more")
+
+    def to_json(self) -> dict:
+        """Plain JSON values."""
+        return asdict(self)
+
+
+def wct_loss(model: WCTModel, images: torch.Tensor, settings: WCTSettings) -> dict:
+    """Σ over levels of pixel MSE + λ · feature MSE of each decoder's reconstruction."""
+    parts: dict[str, torch.Tensor] = {}
+    levels = sorted(model.config.levels)
+    with torch.no_grad():
+        feats = dict(zip(levels, model.encoder.features(images, levels), strict=True))
+    total = None
+    for k in levels:
+        out = model.decoders[str(k)](feats[k])
+        out = out[..., : images.shape[-2], : images.shape[-1]]
+        pixel = F.mse_loss(out, images)
+        feature = F.mse_loss(model.encoder.features(out, [k])[0], feats[k])
+        parts[f"level{k}"] = pixel + settings.feature_weight * feature
+        total = parts[f"level{k}"] if total is None else total + parts[f"level{k}"]
+    parts["total"] = total
+    return parts
+
+
+def train_wct(
+    *,
+    image_dir: str | os.PathLike,
+    settings: WCTSettings | None = None,
+    model: WCTModel | None = None,
+    device: str | torch.device = "auto",
+    checkpoint_path: str | os.PathLike | None = None,
+    resume: str | os.PathLike | None = None,
+    callback: Callable[[TrainStep], None] | None = None,
+) -> tuple[WCTModel, TrainResult]:
+    """Train the reconstruction decoders of every level together (independent losses).
+
+    Args:
+        image_dir: folder of training images (MS-COCO in the paper).
+        model: encoder + decoders; ``None`` uses the published normalised VGG-19.
+    """
+    from brushwork.devices import resolve_device
+    from brushwork.transfer.adain import load_published_encoder
+    from brushwork.transfer.johnson import reinitialise
+
+    settings = settings or WCTSettings()
+    settings.validate()
+    dev = resolve_device(device)
+    data = ImageFolder(
+        image_dir, resize=settings.resize, crop=settings.image_size, what="image folder"
+    )
+    if model is None:
+        model = WCTModel()
+        model.encoder = load_published_encoder(model.config.encoder)
+        model.encoder.requires_grad_(False)
+    reinitialise(model.decoders, torch.Generator().manual_seed(settings.seed))
+    model = model.to(dev)
+    optimizer = torch.optim.Adam(model.decoders.parameters(), lr=settings.learning_rate)
+
+    def loss_fn(step: int) -> dict[str, torch.Tensor]:
+        batch = data.batch(step=step, batch_size=settings.batch_size, seed=settings.seed)
+        return wct_loss(model, batch.to(dev), settings)
+
+    result = train_loop(
+        model=model,
+        optimizer=optimizer,
+        loss_fn=loss_fn,
+        steps=settings.steps,
+        batch_size=settings.batch_size,
+        config={"architecture": "wct", **model.config.to_json()},
+        checkpoint_every=settings.checkpoint_every,
+        checkpoint_path=checkpoint_path,
+        resume=resume,
+        callback=callback,
+    )
+    return model, result
