@@ -30,6 +30,7 @@ SUBCOMMANDS: dict[str, str] = {
     "train": "brushwork.cli.train",
     "stylize": "brushwork.cli.stylize",
     "export": "brushwork.cli.export",
+    "study": "brushwork.cli.study",
     "weights": "brushwork.cli.weights",
 }
 
