@@ -27,11 +27,13 @@ SUBCOMMANDS: dict[str, str] = {
     "attend": "brushwork.cli.attend",
     "video": "brushwork.cli.video",
     "evaluate": "brushwork.cli.evaluate",
+    "weights": "brushwork.cli.weights",
     "train": "brushwork.cli.train",
     "stylize": "brushwork.cli.stylize",
     "export": "brushwork.cli.export",
+    "edit": "brushwork.cli.edit",
+    "generate": "brushwork.cli.generate",
     "study": "brushwork.cli.study",
-    "weights": "brushwork.cli.weights",
 }
 
 
