@@ -12,6 +12,7 @@ EPILOG = """examples:
   brushwork video clip.mp4 --model starry.safetensors -o out.mp4          # feed-forward + flow
   brushwork video clip.mp4 --model adain.safetensors --style a.jpg --stable 0.8 -o out.mp4
   brushwork video clip.mp4 --style starry.jpg -o out.mp4 --resume         # continue a render
+  brushwork video clip.mp4 --style starry.jpg -o out.mp4 --passes 5       # multi-pass (Ruder §3.3)
 
 Outputs: .mp4 .m4v .mov .mkv .avi (H.264), .webm (VP9), .gif, or a path without a
 suffix for a folder of PNG frames. Audio is copied, frame rate and count kept.
@@ -68,6 +69,22 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         type=_offsets,
         default=(1,),
         help="previous frames in the temporal loss, e.g. 1,2,4 (1)",
+    )
+    g.add_argument(
+        "--passes",
+        type=int,
+        default=1,
+        help="sweeps over the video; more than 1 adds refining passes in alternating "
+        "directions (multi-pass mode) (1)",
+    )
+    g.add_argument(
+        "--pass-steps", type=int, default=None, help="steps per frame in a refining pass"
+    )
+    g.add_argument(
+        "--pass-blend",
+        type=float,
+        default=0.5,
+        help="share of the warped neighbour a refining pass starts from (0.5)",
     )
     g.add_argument("--weights", default=None, metavar="PATH", help="VGG weight file")
     g.add_argument("--seed", type=int, default=0)
@@ -168,6 +185,9 @@ def _gatys(args: argparse.Namespace, styles):
         temporal_weight=args.temporal_weight,
         long_term=args.long_term,
         flow=args.flow,
+        passes=args.passes,
+        pass_steps=args.pass_steps,
+        pass_blend=args.pass_blend,
     )
     return GatysVideo(styles, settings=settings, weights=args.weights, device=args.device)
 

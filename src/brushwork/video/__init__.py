@@ -4,6 +4,7 @@
 * :mod:`brushwork.video.gatys_video` — Gatys with Ruder et al.'s temporal loss.
 * :mod:`brushwork.video.feedforward_video` — per-frame network + flow blending.
 * :mod:`brushwork.video.render` — the resumable frame loop.
+* :mod:`brushwork.video.passes` — the refining sweeps of the multi-pass mode.
 """
 
 from brushwork.video.feedforward_video import FeedForwardVideo, blend_with_previous

@@ -16,10 +16,22 @@ still image (:func:`brushwork.transfer.gatys.gatys`) with two changes:
   were hidden for a few frames from changing their look when they reappear.
 
 Later frames start close to their result, so they get fewer steps
-(``later_steps``). Ruder et al. use content 5, style 100 and temporal 1e3 on 0–255
-pixels and Caffe VGG features; converting to this package's scale (pixels in
-[0, 1], content weight 1, features of the ImageNet-normalised input) gives a
-temporal weight of about 4e3 (see docs/video.md).
+(``later_steps``).
+
+Multi-pass mode (the paper's §3.3, ``passes > 1``): after the first, forward pass
+the video is swept again in alternating directions (backward, forward, ...). In a
+pass, frame ``t`` starts from a blend of its current result and the neighbour
+just refined in the sweep's direction, warped into it,
+``x' = δ·c·ω + (1 − δ·c)·x`` (``δ = pass_blend``, ``c`` the certainty), and is
+optimised for ``pass_steps`` steps with a temporal loss towards both neighbours
+(the one behind from this pass, the one ahead from the previous pass). Early
+frames then also learn from later ones, which removes the drift and the jumps a
+single forward pass leaves where the flow is uncertain.
+
+Ruder et al. use content 5, style 100 and temporal 1e3 on 0–255 pixels and Caffe
+VGG features; converting to this package's scale (pixels in [0, 1], content weight
+1, features of the ImageNet-normalised input) gives a temporal weight of about 4e3
+(see docs/video.md).
 
 The method is stateless: :meth:`GatysVideo.stylise` gets the current frame and the
 previous ``(input, output)`` pairs, newest first, so the render loop can resume
@@ -60,6 +72,12 @@ class GatysVideoSettings:
         flow: optical flow method, ``"dis"`` or ``"farneback"``.
         init: start later frames from the ``"warped"`` previous result (the paper)
             or from the ``"content"`` frame.
+        passes: sweeps over the video; 1 is the single forward pass, more adds the
+            multi-pass refinement in alternating directions.
+        pass_steps: steps per frame in each refining pass (``None``: as
+            :attr:`steps_after_first`).
+        pass_blend: δ, how much of the warped neighbour a refining pass starts from
+            where the flow is certain (the paper uses 0.5).
     """
 
     image: GatysSettings = field(default_factory=lambda: GatysSettings(size=None))
@@ -68,6 +86,9 @@ class GatysVideoSettings:
     long_term: tuple[int, ...] = (1,)
     flow: str = "dis"
     init: str = "warped"
+    passes: int = 1
+    pass_steps: int | None = None
+    pass_blend: float = 0.5
 
     def validate(self) -> None:
         """Raise ConfigError for values that cannot work."""
@@ -87,11 +108,22 @@ class GatysVideoSettings:
             raise ConfigError(f"--flow must be one of {', '.join(FLOW_METHODS)}; got {self.flow}")
         if self.init not in ("warped", "content"):
             raise ConfigError(f"init must be 'warped' or 'content'; got {self.init!r}")
+        if self.passes < 1:
+            raise ConfigError(f"--passes must be 1 or more, got {self.passes}")
+        if self.pass_steps is not None and self.pass_steps < 0:
+            raise ConfigError(f"--pass-steps must be 0 or more, got {self.pass_steps}")
+        if not 0.0 <= self.pass_blend <= 1.0:
+            raise ConfigError(f"--pass-blend must be between 0 and 1, got {self.pass_blend}")
 
     @property
     def steps_after_first(self) -> int:
         """Steps of frames after the first."""
         return self.image.steps // 2 if self.later_steps is None else self.later_steps
+
+    @property
+    def steps_per_pass(self) -> int:
+        """Steps of each frame in a refining pass (passes after the first)."""
+        return self.steps_after_first if self.pass_steps is None else self.pass_steps
 
 
 class GatysVideo:
@@ -135,6 +167,11 @@ class GatysVideo:
         """How many previous (input, output) pairs :meth:`stylise` uses."""
         return max(self.settings.long_term)
 
+    @property
+    def passes(self) -> int:
+        """Sweeps over the video (1: one forward pass; see :meth:`refine`)."""
+        return self.settings.passes
+
     def describe(self) -> dict[str, object]:
         """Settings that change the result (the render loop checks them on resume)."""
         s = self.settings
@@ -148,6 +185,11 @@ class GatysVideo:
             "content_weight": s.image.content_weight,
             "style_weight": s.image.style_weight,
             "seed": s.image.seed,
+            **(
+                {"passes": s.passes, "pass_steps": s.steps_per_pass, "pass_blend": s.pass_blend}
+                if s.passes > 1
+                else {}
+            ),
         }
 
     def stylise(
@@ -176,6 +218,55 @@ class GatysVideo:
         loss = _TemporalLoss(targets, masks, s.temporal_weight)
         return self._run(frame, image_settings, init, loss)
 
+    def refine(
+        self,
+        frame: torch.Tensor,
+        current: torch.Tensor,
+        neighbours: Sequence[tuple[torch.Tensor, torch.Tensor] | None],
+    ) -> torch.Tensor:
+        """One frame of a refining pass of the multi-pass mode.
+
+        Args:
+            frame: ``(3, H, W)`` input frame in [0, 1].
+            current: ``(3, H, W)`` its stylised result from the previous pass.
+            neighbours: ``[behind, ahead]``: the ``(input, stylised)`` pair of the
+                neighbour refined just before in this sweep's direction, then the one
+                ahead (its previous-pass result); either is ``None`` at the ends.
+
+        Returns:
+            ``(3, H, W)`` refined frame in [0, 1], on the CPU.
+        """
+        s = self.settings
+        image_settings = replace(s.image, size=None, steps=s.steps_per_pass)
+        targets, masks = [], []
+        for pair in neighbours:
+            if pair is None:
+                targets.append(None)
+                masks.append(None)
+                continue
+            target, certain = self._warped_neighbour(frame, *pair)
+            targets.append(target)
+            masks.append(certain)
+        init = current.float()
+        if targets[0] is not None:
+            weight = s.pass_blend * masks[0][None]
+            init = weight * targets[0] + (1 - weight) * init
+        kept = [(t, m) for t, m in zip(targets, masks, strict=True) if t is not None]
+        if not kept:
+            return self._run(frame, image_settings, init, None)
+        if image_settings.preserve_color == "luminance":
+            kept = [(imageops.luminance(t).expand(3, -1, -1), m) for t, m in kept]
+        loss = _TemporalLoss([t for t, _ in kept], [m for _, m in kept], s.temporal_weight)
+        return self._run(frame, image_settings, init, loss)
+
+    def _warped_neighbour(
+        self, frame: torch.Tensor, other_frame: torch.Tensor, other_out: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``other_out`` warped into ``frame`` and the ``(H, W)`` certainty of that warp."""
+        flow = optical_flow(frame, other_frame, method=self.settings.flow)
+        back = optical_flow(other_frame, frame, method=self.settings.flow)
+        return warp(other_out.float(), flow).clamp(0, 1), consistency_mask(flow, back)
+
     def _run(self, frame, image_settings, init, loss) -> torch.Tensor:
         result = gatys(
             frame,
@@ -197,11 +288,8 @@ class GatysVideo:
         for offset in sorted(self.settings.long_term):
             if offset > len(previous):
                 break
-            prev_frame, prev_out = previous[offset - 1]
-            flow = optical_flow(frame, prev_frame, method=self.settings.flow)
-            back = optical_flow(prev_frame, frame, method=self.settings.flow)
-            certain = consistency_mask(flow, back)
-            targets.append(warp(prev_out.float(), flow).clamp(0, 1))
+            target, certain = self._warped_neighbour(frame, *previous[offset - 1])
+            targets.append(target)
             masks.append((certain - covered).clamp_min(0))
             covered = (covered + certain).clamp(max=1)
         return targets, masks

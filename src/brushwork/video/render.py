@@ -8,6 +8,10 @@ resumed render gives exactly the frames an uninterrupted one gives. A ``job.json
 in the folder records the input and settings; resuming a different job is refused.
 When all frames are done they are encoded (audio copied from the input) to a
 temporary file renamed over the output, and the work folder is removed.
+
+A method with ``passes > 1`` (Gatys video's multi-pass mode) then gets its refining
+sweeps in alternating directions (:mod:`brushwork.video.passes`); the output is the
+last sweep's frames.
 """
 
 from __future__ import annotations
@@ -37,6 +41,12 @@ from brushwork.video.io import (
     probe_video,
     uint8_to_frame,
     write_video,
+)
+from brushwork.video.passes import (
+    frame_file,
+    frames_done_in_passes,
+    input_file,
+    run_refining_passes,
 )
 
 __all__ = ["RenderResult", "VideoMethod", "render_video", "work_folder"]
@@ -68,7 +78,8 @@ class RenderResult:
     Attributes:
         output: The written video, GIF or folder.
         frames: Number of frames written.
-        resumed_from: Frames found done in the work folder (0 for a fresh render).
+        resumed_from: Frames found done in the work folder (0 for a fresh render;
+            with several passes, frames of all passes).
         seconds: Wall time of this call.
         warping_error: Warping error of the result (``None`` when not measured).
         audio_copied: Whether the input's audio was copied.
@@ -90,10 +101,6 @@ def work_folder(output: str | os.PathLike) -> Path:
     """The folder of finished frames for ``output`` (``.<name>.frames`` beside it)."""
     out = Path(output).expanduser().absolute()
     return out.with_name(f".{out.name}.frames")
-
-
-def _frame_file(folder: Path, index: int) -> Path:
-    return folder / f"frame_{index + 1:06d}.png"
 
 
 def render_video(
@@ -119,7 +126,8 @@ def render_video(
         measure: Compute the warping error of the result at the end.
         flow: Optical flow method of the warping-error measurement.
         progress: Called as ``progress(done, total)`` after each frame (and once at the
-            start with the frames already done).
+            start with the frames already done); with several passes ``total`` is
+            frames × passes.
 
     Returns:
         A :class:`RenderResult`.
@@ -142,35 +150,55 @@ def render_video(
         "settings": method.describe(),
     }
     done = _prepare_folder(folder, job, resume=resume)
-    total = info.frame_count
+    passes = getattr(method, "passes", 1)
+    total = info.frame_count * passes
+    resumed_from = done + frames_done_in_passes(folder, info.frame_count, passes)
     if progress is not None:
-        progress(done, total)
+        progress(resumed_from, total)
 
     history: deque[tuple[torch.Tensor, torch.Tensor]] = deque(maxlen=max(method.history, 1))
     decoded = 0
     for index, frame in enumerate(_sized_frames(source, size)):
         decoded = index + 1
+        if passes > 1 and not input_file(folder, index).is_file():
+            _save_png_atomically(frame_to_uint8(frame), input_file(folder, index))
         if index < done:
             if index >= done - history.maxlen:
-                saved = _load_png(_frame_file(folder, index))
+                saved = _load_png(frame_file(folder, index))
                 history.appendleft((frame, saved))
             continue
         out_frame = method.stylise(frame, list(history))
         array = frame_to_uint8(out_frame)
-        _save_png_atomically(array, _frame_file(folder, index))
+        _save_png_atomically(array, frame_file(folder, index))
         history.appendleft((frame, uint8_to_frame(array)))
         if progress is not None:
             progress(index + 1, total)
     frames = decoded
+    final = folder
+    if passes > 1:
+
+        def save(out_frame: torch.Tensor, file: Path) -> torch.Tensor:
+            array = frame_to_uint8(out_frame)
+            _save_png_atomically(array, file)
+            return uint8_to_frame(array)
+
+        final = run_refining_passes(
+            folder,
+            frames,
+            method,
+            load=_load_png,
+            save=save,
+            progress=None if progress is None else lambda n: progress(frames + n, total),
+        )
 
     error = None
     if measure:
         meter = WarpingErrorMeter(method=flow)
         for index, frame in enumerate(_sized_frames(source, size)):
-            meter.update(frame, _load_png(_frame_file(folder, index)))
+            meter.update(frame, _load_png(frame_file(final, index)))
         error = meter.value
     written = write_video(
-        (_load_array(_frame_file(folder, i)) for i in range(frames)),
+        (_load_array(frame_file(final, i)) for i in range(frames)),
         out,
         fps=info.fps,
         audio_from=source,
@@ -179,7 +207,7 @@ def render_video(
     return RenderResult(
         output=written.path,
         frames=written.frames,
-        resumed_from=done,
+        resumed_from=resumed_from,
         seconds=time.perf_counter() - start_time,
         warping_error=error,
         audio_copied=written.audio_copied,
@@ -213,7 +241,7 @@ def _prepare_folder(folder: Path, job: dict[str, object], *, resume: bool) -> in
                 "run with the same ones to resume, or delete that folder to start again"
             )
         done = 0
-        while _frame_file(folder, done).is_file():
+        while frame_file(folder, done).is_file():
             done += 1
         return done
     folder.mkdir()
