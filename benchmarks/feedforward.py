@@ -1,8 +1,9 @@
 """Latency of the feed-forward methods and training throughput (CPU, batch 1).
 
 Real-size architectures with seeded random weights: Johnson's transformer net
-(PyTorch fp32/bf16 and onnxruntime), AdaIN (VGG-19 to relu4_1 + decoder) and WCT
-(five levels, relu5_1 … relu1_1), at 256, 512 and 1024 px squares; training
+(PyTorch fp32/bf16, bf16 with torch.compile, and onnxruntime), AdaIN (VGG-19 to
+relu4_1 + decoder) and WCT (five levels, relu5_1 … relu1_1), at 256, 512 and 1024 px
+squares; training
 images/s at 256 px (Johnson with the VGG-16 loss network, batch 4; AdaIN batch 8).
 The style's features are computed once (the Stylizer caches them), so the
 latency is that of one content image. Each configuration runs in its own
@@ -31,6 +32,7 @@ TARGETS_512 = {"johnson": 0.25, "adain": 0.5, "wct": 3.0}
 LATENCY = (
     "johnson-torch",
     "johnson-bf16",
+    "johnson-compiled",
     "johnson-ort",
     "adain-torch",
     "adain-bf16",
@@ -56,7 +58,7 @@ def _stylizer(name: str, size: int):
     cpu = torch.device("cpu")
     g = torch.Generator().manual_seed(0)
     method, backend = name.split("-")
-    dtype = torch.bfloat16 if backend == "bf16" else torch.float32
+    dtype = torch.bfloat16 if backend in ("bf16", "compiled") else torch.float32
     style = torch.rand(3, 512, 512, generator=g)
     if method == "johnson":
         net = TransformerNet(generator=g)
@@ -67,7 +69,8 @@ def _stylizer(name: str, size: int):
             export_onnx(net, path)
             return OnnxStylizer(path, device=cpu), JohnsonStylizer(net, device=cpu)
         ref = JohnsonStylizer(net, device=cpu) if dtype != torch.float32 else None
-        return JohnsonStylizer(net, device=cpu, dtype=dtype), ref
+        compiled = backend == "compiled"
+        return JohnsonStylizer(net, device=cpu, dtype=dtype, compile=compiled), ref
     if method == "adain":
         model = AdaINModel()
         reinitialise(model, g)
@@ -89,7 +92,9 @@ def _latency(name: str, size: int, repeats: int) -> dict:
 
     stylizer, reference = _stylizer(name, size)
     image = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(1))
-    out = stylizer(image)  # warm-up (oneDNN primitive creation, ORT allocations)
+    began = time.perf_counter()
+    out = stylizer(image)  # warm-up (oneDNN primitives, ORT allocations, torch.compile)
+    first_call = time.perf_counter() - began
     times = []
     for _ in range(repeats):
         began = time.perf_counter()
@@ -100,6 +105,7 @@ def _latency(name: str, size: int, repeats: int) -> dict:
         "size": size,
         "median_s": statistics.median(times),
         "min_s": min(times),
+        "first_call_s": first_call,
         "repeats": repeats,
     }
     if reference is not None:
@@ -247,7 +253,7 @@ def _row(r: dict) -> str:
     extra = f"  max|Δ| vs fp32 {diff:.2e}" if diff is not None else ""
     return (
         f"{r['config']:<15} {r['size']:>5}  median {r['median_s']:7.3f} s  "
-        f"min {r['min_s']:7.3f} s{mark}{extra}"
+        f"min {r['min_s']:7.3f} s  first {r['first_call_s']:6.2f} s{mark}{extra}"
     )
 
 

@@ -54,6 +54,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--tile-overlap", type=int, default=64, help="tile overlap (%(default)s)")
     p.add_argument("--device", default="auto", help="|".join(DEVICE_CHOICES))
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile a Johnson network: slow first image, faster later ones of that size",
+    )
     p.add_argument("-q", "--quiet", action="store_true")
     return p
 
@@ -111,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
         style_size=args.style_size,
         tile=args.tile,
         tile_overlap=args.tile_overlap,
+        compile=args.compile,
     )
     import time
 

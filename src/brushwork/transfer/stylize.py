@@ -126,12 +126,32 @@ class JohnsonStylizer(Stylizer):
     method = "johnson"
     multiple = MULTIPLE
 
-    def __init__(self, net: nn.Module, **kwargs) -> None:
+    def __init__(self, net: nn.Module, *, compile: bool = False, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.net = _fast(net, self.device, self.dtype)
+        import copy
+
+        net = _fast(copy.deepcopy(net), self.device, self.dtype)
+        if self.device.type == "cpu":
+            net = _blocked_last_layer(net)
+        self.net = torch.compile(net) if compile else net
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(_prepare(x, self.dtype))
+
+
+def _blocked_last_layer(net: nn.Module) -> nn.Module:
+    """``net`` with its last 9×9, 3-channel convolution computed on 2×2 pixel blocks.
+
+    Same result (:mod:`brushwork.transfer.fastconv`), about twice as fast on CPU;
+    the network as a whole gets ≈8 % faster at 512 px.
+    """
+    from brushwork.transfer.fastconv import SpaceToDepthConv2d
+
+    last = net.decoder[-1]
+    conv = last[1]
+    if isinstance(conv, nn.Conv2d) and (conv.kernel_size[0] - 1) % 2 == 0:
+        last[1] = SpaceToDepthConv2d(conv, block=2)
+    return net
 
 
 class OnnxStylizer(Stylizer):
@@ -280,6 +300,7 @@ def load_stylizer(
     style_size: int | None = None,
     tile: int | None = None,
     tile_overlap: int = 64,
+    compile: bool = False,
 ) -> Stylizer:
     """Load a feed-forward stylizer.
 
@@ -299,6 +320,9 @@ def load_stylizer(
         precision: ``"fp32"`` or ``"bf16"`` (PyTorch paths).
         style_size: long side the style images are resized to (``None``: as given).
         tile, tile_overlap: process large images in overlapping tiles.
+        compile: Johnson in PyTorch: ``torch.compile`` the network. The first image of
+            each size then takes tens of seconds to compile and later ones about 30 %
+            less time on CPU; worth it for videos and folders of one size.
 
     Raises:
         ConfigError: unknown method, missing styles, bad α or weights.
@@ -347,7 +371,7 @@ def load_stylizer(
 
     net, info = load_model(path, architecture=method)
     if info.architecture == "johnson":
-        return JohnsonStylizer(net, **common)
+        return JohnsonStylizer(net, compile=compile, **common)
     if info.architecture == "adain":
         return AdaINStylizer(net, masks=masks, **arbitrary, **common)
     return WCTStylizer(net, **arbitrary, **common)

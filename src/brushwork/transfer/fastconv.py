@@ -1,0 +1,93 @@
+"""A faster equivalent of large stride-1 convolutions with few output channels (CPU).
+
+oneDNN computes output channels in blocks of 16, so Johnson's last layer (9×9,
+32 → 3 channels) runs at a fifth of the rate of the layers before it and takes an
+eighth of the network's time at 512 px. Rearranging the input into ``r × r`` pixel
+blocks (``pixel_unshuffle``) turns it into a convolution with ``r²`` times more input
+and output channels and a ``(k − 1)/r + 1`` kernel, whose output ``pixel_shuffle``
+puts back in place: the same sums, in a shape the library computes well.
+
+For output pixel ``(r·i + a, r·j + b)`` and kernel tap ``(u, v)`` the input pixel is
+``(r·(i + di) + p, r·(j + dj) + q)`` with ``u = r·di + p − a`` and ``v = r·dj + q − b``;
+the rearranged kernel holds ``W[o, c, u, v]`` at
+``[(o, a, b), (p, q, c), di, dj]`` and zero where ``u`` or ``v`` falls outside. The
+input channels are ordered ``(p, q, c)``, not ``pixel_unshuffle``'s ``(c, p, q)``, so
+that the rearrangement of a channels-last image copies whole pixels (10× faster).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["SpaceToDepthConv2d", "space_to_depth_weight", "to_blocks"]
+
+
+def space_to_depth_weight(weight: torch.Tensor, block: int) -> torch.Tensor:
+    """``(O, C, k, k)`` kernel -> ``(O·r², r²·C, K, K)`` kernel, ``K = (k − 1)/r + 1``.
+
+    Output channels are ordered ``(o, a, b)`` (``pixel_shuffle``'s), input channels
+    ``(p, q, c)`` (:func:`to_blocks`).
+
+    Raises:
+        ValueError: the kernel is not square or ``r`` does not divide ``k − 1``.
+    """
+    out_channels, in_channels, k, k2 = weight.shape
+    if k != k2 or (k - 1) % block:
+        raise ValueError(f"need a square kernel with (k - 1) divisible by {block}, got {k}×{k2}")
+    r, size = block, (k - 1) // block + 1
+    out = weight.new_zeros(out_channels, r, r, in_channels, r, r, size, size)
+    for a in range(r):
+        for p in range(r):
+            for di in range(size):
+                u = r * di + p - a
+                if not 0 <= u < k:
+                    continue
+                for b in range(r):
+                    for q in range(r):
+                        for dj in range(size):
+                            v = r * dj + q - b
+                            if 0 <= v < k:
+                                out[:, a, b, :, p, q, di, dj] = weight[:, :, u, v]
+    out = out.permute(0, 1, 2, 4, 5, 3, 6, 7)  # input channels (c, p, q) -> (p, q, c)
+    return out.reshape(out_channels * r * r, in_channels * r * r, size, size)
+
+
+def to_blocks(x: torch.Tensor, block: int) -> torch.Tensor:
+    """``(B, C, H, W)`` -> channels-last ``(B, r²·C, H/r, W/r)``, channels ordered (p, q, c)."""
+    n, c, h, w = x.shape
+    r = block
+    pixels = x.permute(0, 2, 3, 1).reshape(n, h // r, r, w // r, r * c)
+    blocks = pixels.permute(0, 1, 3, 2, 4).reshape(n, h // r, w // r, r * r * c)
+    return blocks.permute(0, 3, 1, 2)
+
+
+class SpaceToDepthConv2d(nn.Module):
+    """Inference-only stand-in for a stride-1, unpadded ``nn.Conv2d`` (same outputs).
+
+    Input ``(B, C, H, W)`` with ``H`` and ``W`` divisible by ``block`` (else the plain
+    convolution is used); output ``(B, O, H − k + 1, W − k + 1)``.
+    """
+
+    def __init__(self, conv: nn.Conv2d, block: int = 2) -> None:
+        super().__init__()
+        if conv.stride != (1, 1) or conv.dilation != (1, 1) or conv.groups != 1:
+            raise ValueError("only stride-1, undilated, ungrouped convolutions")
+        if conv.padding not in ((0, 0), "valid"):
+            raise ValueError("pad the input before (the layer takes padded input)")
+        self.conv = conv
+        self.block = block
+        self.register_buffer(
+            "blocked_weight", space_to_depth_weight(conv.weight.detach(), block), persistent=False
+        )
+        bias = conv.bias.detach() if conv.bias is not None else None
+        blocked_bias = None if bias is None else bias.repeat_interleave(block * block)
+        self.register_buffer("blocked_bias", blocked_bias, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C, H, W)`` -> ``(B, O, H − k + 1, W − k + 1)``."""
+        if x.shape[-1] % self.block or x.shape[-2] % self.block:
+            return self.conv(x)
+        out = F.conv2d(to_blocks(x, self.block), self.blocked_weight, self.blocked_bias)
+        return F.pixel_shuffle(out, self.block)
