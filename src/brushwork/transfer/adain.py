@@ -103,7 +103,7 @@ class NormalisedVGG(nn.Sequential):
                 layers.append(nn.MaxPool2d(2, 2, ceil_mode=True))
             convs = 1 if block == config.level - 1 else VGG19_CONVS[block]
             for k in range(convs):
-                layers += [_pad(config), nn.Conv2d(cin, width, 3), nn.ReLU()]
+                layers += [_pad(config), nn.Conv2d(cin, width, 3), nn.ReLU(inplace=True)]
                 cin = width
                 if k == 0:
                     taps[f"relu{block + 1}_1"] = len(layers) - 1
@@ -173,7 +173,7 @@ class MirrorDecoder(nn.Sequential):
                 layers += [_pad(config), nn.Conv2d(cin, cout, 3)]
                 cin = cout
                 if not (block == 0 and last_of_block):
-                    layers.append(nn.ReLU())
+                    layers.append(nn.ReLU(inplace=True))
             if block > 0:
                 layers.append(nn.Upsample(scale_factor=2.0, mode="nearest"))
         super().__init__(*layers)

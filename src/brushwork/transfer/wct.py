@@ -61,10 +61,16 @@ def _mean_cov(flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
     The big product runs in float32 (fast); only the C × C result goes to float64.
     """
+    mean, _, cov = _centred_stats(flat)
+    return mean, cov
+
+
+def _centred_stats(flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(C, N) -> float32 mean (C, 1), centred features (C, N) and covariance (C, C)."""
     flat = flat.float()
     mean = flat.mean(dim=1, keepdim=True)
     centred = flat - mean
-    return mean, centred @ centred.T / max(flat.shape[1] - 1, 1)
+    return mean, centred, centred @ centred.T / max(flat.shape[1] - 1, 1)
 
 
 def covariance(features: torch.Tensor) -> torch.Tensor:
@@ -97,13 +103,12 @@ def whiten_colour(
     """
     stats = style if isinstance(style, StyleStats) else style_statistics(style, eps=eps)
     c, h, w = content.shape
-    flat = content.reshape(c, -1).float()
-    mean_c, cov_c = _mean_cov(flat)
+    _, centred, cov_c = _centred_stats(content.reshape(c, -1))
     values, vectors = _eig(cov_c, eps)
     whiten = vectors @ torch.diag(values.rsqrt()) @ vectors.T
     # One C × C matrix applied to the float32 features: cheap for large maps.
     transform = (stats.colour.double() @ whiten).float()
-    out = transform @ (flat - mean_c) + stats.mean
+    out = torch.addmm(stats.mean.float(), transform, centred)
     return out.reshape(c, h, w).to(content.dtype)
 
 
@@ -198,11 +203,14 @@ class WCTModel(nn.Module):
             fc = self.encoder.features(image, [level])[0]
             mixed = []
             for b in range(fc.shape[0]):
-                coloured = sum(
-                    w * whiten_colour(fc[b], f[level], eps=eps)
-                    for w, f in zip(weights, feats, strict=True)
-                )
-                mixed.append(alpha * coloured + (1 - alpha) * fc[b])
+                if len(feats) == 1:
+                    coloured = whiten_colour(fc[b], feats[0][level], eps=eps)
+                else:
+                    coloured = sum(
+                        w * whiten_colour(fc[b], f[level], eps=eps)
+                        for w, f in zip(weights, feats, strict=True)
+                    )
+                mixed.append(torch.lerp(fc[b], coloured, alpha))
             image = self.decoders[str(level)](torch.stack(mixed))
         return image
 
