@@ -10,6 +10,11 @@ from brushwork.diffusion.maps import quantiles
 from brushwork.experiments.grid import TEMPLATES, build_grid
 from brushwork.experiments.metrics import (
     THRESHOLDS,
+    _cuts,
+    _order_statistics_cpu,
+    _order_statistics_histogram,
+    _pair_counts_bits,
+    _pair_counts_matmul,
     loop_metrics,
     pair_counts,
     prompt_metrics,
@@ -88,6 +93,12 @@ def test_study_vectorised_pass_equals_per_pair_loop():
         np.testing.assert_allclose(fast[key], values, rtol=0, atol=1e-12)
     counts = pair_counts(maps, THRESHOLDS)
     assert torch.equal(counts, counts.transpose(1, 2))
+    # The GPU form (0/1 float masks and batched products) counts the same pixels.
+    flat = maps.reshape(maps.shape[0], -1)
+    cuts = _cuts(flat, THRESHOLDS, ("fixed", "quantile"))
+    assert torch.equal(_pair_counts_matmul(flat, cuts), counts)
+    odd = flat[:, :-3]  # a pixel count that is not a multiple of 64
+    assert torch.equal(_pair_counts_bits(odd, cuts), _pair_counts_matmul(odd, cuts))
 
 
 def test_study_selected_quantiles_equal_a_full_sort():
@@ -99,6 +110,12 @@ def test_study_selected_quantiles_equal_a_full_sort():
         assert torch.equal(select_quantiles(flat, THRESHOLDS), quantiles(flat, THRESHOLDS))
         expected = np.quantile(flat.double().numpy(), THRESHOLDS, axis=1)
         np.testing.assert_allclose(select_quantiles(flat, THRESHOLDS).numpy(), expected, atol=1e-6)
+        # The GPU path (histogram, then a sort of the few pixels in the needed bins).
+        ranks = [0, 1, 777, 20_000, 20_001, flat.shape[1] - 1]
+        assert torch.equal(
+            _order_statistics_histogram(flat, ranks, bins=256), _order_statistics_cpu(flat, ranks)
+        )
+        assert torch.equal(_order_statistics_cpu(flat, ranks), flat.sort(dim=1).values[:, ranks])
 
 
 def test_study_word_heatmaps_normalise_each_map():
