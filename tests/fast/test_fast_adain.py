@@ -210,3 +210,26 @@ def test_masks_and_colour_preservation_through_the_stylizer(
     assert kept(content_batch).shape == content_batch.shape
     with pytest.raises(ConfigError, match="one mask per style"):
         load_stylizer(path, styles=[style_tensor], masks=masks, device="cpu")
+
+
+def test_onnx_export_of_adain_matches_pytorch(tiny_adain, tiny_wct, tmp_path) -> None:
+    from brushwork.transfer.onnx_export import export_onnx
+
+    path = modelfile.save_model(tmp_path / "adain.safetensors", tiny_adain)
+    onnx_path = export_onnx(path, tmp_path / "adain.onnx")
+    generator = torch.Generator().manual_seed(4)
+    style = torch.rand(3, 40, 28, generator=generator)
+    content = torch.rand(2, 3, 36, 44, generator=generator)  # padded to multiples of 8
+    for alpha, preserve in ((0.7, False), (1.0, True)):
+        options = dict(styles=[style], alpha=alpha, preserve_color=preserve, device="cpu")
+        exported = load_stylizer(onnx_path, **options)
+        assert (exported.backend, exported.method) == ("onnxruntime", "adain")
+        reference = load_stylizer(path, **options)
+        torch.testing.assert_close(exported(content), reference(content), rtol=0, atol=1e-4)
+    with pytest.raises(ConfigError, match="one style"):
+        load_stylizer(onnx_path, styles=[style, style], device="cpu")
+    with pytest.raises(ConfigError, match="ONNX adain model"):
+        load_stylizer(onnx_path, method="johnson", styles=[style], device="cpu")
+    with pytest.raises(ConfigError, match="eigendecomposition"):
+        export_onnx(tiny_wct, tmp_path / "wct.onnx")
+    assert not (tmp_path / "wct.onnx").exists()

@@ -388,25 +388,32 @@ class AttentionRecorder:
         device = query.device
         up_h = self._resize_matrix(h, grid[0], device) if h != grid[0] else None
         up_w = self._resize_matrix(w, grid[1], device) if w != grid[1] else None
-        for image in range(images):  # one image at a time bounds the transient memory
-            q = query[image].float().view(queries, heads, -1).transpose(0, 1)  # (H, S, d)
-            k = key[image].float().view(key.shape[1], heads, -1).transpose(0, 1)  # (H, T, d)
-            if attn.norm_q is not None:
-                q = attn.norm_q(q)
-            if attn.norm_k is not None:
-                k = attn.norm_k(k)
-            probs = torch.softmax(q @ (k.transpose(1, 2) * attn.scale), dim=-1)[..., :tokens]
-            if up_h is None and up_w is None:
-                # Already at the grid: nothing to clamp, so sum the heads first.
-                summed = probs.sum(dim=0).T.reshape(tokens, h, w)
-            else:
-                # (H, S, T) -> (T, H, h, w); resize and clamp each (layer, head) map.
-                maps = probs.permute(2, 0, 1).reshape(tokens, heads, h, w)
+        # One image and a few heads at a time: the transient memory stays a few MiB
+        # whatever the batch, so recording adds next to nothing to the pipeline's peak.
+        group = max(1, heads // 4)
+        for image in range(images):
+            q_all = query[image].view(queries, heads, -1).transpose(0, 1)  # (H, S, d)
+            k_all = key[image].view(key.shape[1], heads, -1).transpose(0, 1)  # (H, T, d)
+            summed = torch.zeros(tokens, *grid, dtype=torch.float32, device=device)
+            for first in range(0, heads, group):
+                q = q_all[first : first + group].float()
+                k = k_all[first : first + group].float()
+                if attn.norm_q is not None:
+                    q = attn.norm_q(q)
+                if attn.norm_k is not None:
+                    k = attn.norm_k(k)
+                probs = torch.softmax(q @ (k.transpose(1, 2) * attn.scale), dim=-1)[..., :tokens]
+                if up_h is None and up_w is None:
+                    # Already at the grid: nothing to clamp, so sum the heads first.
+                    summed += probs.sum(dim=0).T.reshape(tokens, h, w)
+                    continue
+                # (h', S, T) -> (T, h', h, w); resize and clamp each (layer, head) map.
+                maps = probs.permute(2, 0, 1).reshape(tokens, -1, h, w)
                 if up_h is not None:
                     maps = torch.matmul(up_h, maps)
                 if up_w is not None:
                     maps = torch.matmul(maps, up_w.T)
-                summed = maps.clamp_(min=0).sum(dim=1)  # (T, gh, gw)
+                summed += maps.clamp_(min=0).sum(dim=1)  # (T, gh, gw)
             buffers.total[image] += summed
             if self.settings.keep_per_layer:
                 buffers.per_layer.setdefault(layer.name, torch.zeros_like(buffers.total))

@@ -1,14 +1,27 @@
-"""ONNX export of Johnson networks and the onnxruntime session that runs them.
+"""ONNX export of Johnson and AdaIN networks and the onnxruntime session that runs them.
 
-The exported graph takes ``images`` (B, 3, H, W) float32 in [0, 1] with dynamic
-batch, height and width (H and W multiples of 4; the Stylizer pads) and returns
-``stylized`` of the same shape, clamped to [0, 1]. The model file's brushwork
-metadata is copied into the ONNX ``metadata_props``.
+A Johnson graph takes ``images`` (B, 3, H, W) float32 in [0, 1] with dynamic batch,
+height and width (H and W multiples of 4; the Stylizer pads) and returns
+``stylized`` of the same shape, clamped to [0, 1].
+
+An AdaIN graph takes ``content`` (B, 3, H, W) (H and W multiples of 8), ``style``
+(1 or B, 3, H', W') and ``alpha`` (a float32 scalar), all sizes dynamic, and returns
+``stylized`` (B, 3, H, W) clamped to [0, 1]: encoder, AdaIN, α blend and decoder in one
+graph, for one style at a time (interpolation and masks stay in PyTorch).
+
+WCT does not export: its whitening needs an eigendecomposition, which ONNX has no
+operator for.
+
+The model's architecture and config (and, from a model file, the style hash) go
+into the ONNX ``metadata_props`` under ``brushwork``; :func:`read_metadata` reads
+them back, and ``load_stylizer`` uses them to pick the stylizer.
 
 Example::
 
     export_onnx("starry.safetensors", "starry.onnx")
     stylizer = load_stylizer("starry.onnx")
+    export_onnx("adain.safetensors", "adain.onnx")
+    stylizer = load_stylizer("adain.onnx", styles=[style], alpha=0.7)
 """
 
 from __future__ import annotations
@@ -37,6 +50,35 @@ class _Clamped(nn.Module):
         return self.net(images).clamp(0.0, 1.0)
 
 
+class _AdaINGraph(nn.Module):
+    """(content, style, alpha) -> clamped AdaIN output, one style."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(
+        self, content: torch.Tensor, style: torch.Tensor, alpha: torch.Tensor
+    ) -> torch.Tensor:
+        from brushwork.transfer.adain import adain
+
+        feats = self.model.encoder(content)
+        target = adain(feats, self.model.encoder(style))
+        mixed = alpha * target + (1 - alpha) * feats
+        return self.model.decoder(mixed).clamp(0.0, 1.0)
+
+
+def read_metadata(session) -> dict:
+    """The ``brushwork`` metadata of an open session's model (``{}`` when absent)."""
+    raw = session.get_modelmeta().custom_metadata_map.get("brushwork")
+    if not raw:
+        return {}
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return {}
+
+
 def export_onnx(
     model: str | os.PathLike | nn.Module,
     output: str | os.PathLike,
@@ -44,10 +86,10 @@ def export_onnx(
     opset: int = OPSET,
     example_size: int = 64,
 ) -> Path:
-    """Export a Johnson network (a model file or the module) to ONNX, atomically.
+    """Export a Johnson or AdaIN network (a model file or the module) to ONNX, atomically.
 
     Raises:
-        ConfigError: the model is an AdaIN/WCT model (not exportable as one image→image graph).
+        ConfigError: the model is a WCT model (not exportable).
         OutputPathError: the output does not end in ``.onnx`` or its folder is missing.
     """
     from brushwork.transfer.johnson import TransformerNet
@@ -58,28 +100,43 @@ def export_onnx(
         raise OutputPathError(f"the ONNX output must end in .onnx, got '{out}'")
     if not out.parent.is_dir():
         raise OutputPathError(f"folder {out.parent} for '{out}' does not exist; create it first")
-    metadata: dict[str, str] = {}
+    from brushwork.transfer.adain import AdaINModel
+    from brushwork.transfer.modelfile import architecture_of
+
     if isinstance(model, nn.Module):
-        net = model
+        net, style_sha256 = model, None
     else:
         net, info = load_model(model)
-        metadata["brushwork"] = json.dumps(
-            {
-                "architecture": info.architecture,
-                "config": info.config,
-                "style_sha256": info.style_sha256,
-            },
+        style_sha256 = info.style_sha256
+    if not isinstance(net, TransformerNet | AdaINModel):
+        raise ConfigError(
+            f"{type(net).__name__} does not export to ONNX: only Johnson and AdaIN networks do "
+            "(WCT's whitening needs an eigendecomposition, which ONNX lacks); use it through "
+            "PyTorch"
+        )
+    architecture, config = architecture_of(net)
+    metadata = {
+        "brushwork": json.dumps(
+            {"architecture": architecture, "config": config, "style_sha256": style_sha256},
             sort_keys=True,
         )
-    if not isinstance(net, TransformerNet):
-        raise ConfigError(
-            f"only Johnson networks export to ONNX (got {type(net).__name__}); AdaIN and WCT "
-            "need the style image at run time — use them through PyTorch"
-        )
-    wrapper = _Clamped(net).eval().float().cpu()
-    example = torch.rand(
-        1, 3, example_size, example_size, generator=torch.Generator().manual_seed(0)
-    )
+    }
+    generator = torch.Generator().manual_seed(0)
+    example = torch.rand(1, 3, example_size, example_size, generator=generator)
+    if isinstance(net, TransformerNet):
+        wrapper = _Clamped(net).eval().float().cpu()
+        inputs: tuple[torch.Tensor, ...] = (example,)
+        names = ["images"]
+        dynamic = {"images": {0: "batch", 2: "height", 3: "width"}}
+    else:
+        wrapper = _AdaINGraph(net).eval().float().cpu()
+        style = torch.rand(1, 3, example_size + 8, example_size - 8, generator=generator)
+        inputs = (example, style, torch.tensor(0.5))
+        names = ["content", "style", "alpha"]
+        dynamic = {
+            "content": {0: "batch", 2: "height", 3: "width"},
+            "style": {0: "style_batch", 2: "style_height", 3: "style_width"},
+        }
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".part")
     os.close(fd)
     try:
@@ -87,14 +144,11 @@ def export_onnx(
             warnings.simplefilter("ignore")
             torch.onnx.export(
                 wrapper,
-                (example,),
+                inputs,
                 tmp,
-                input_names=["images"],
+                input_names=names,
                 output_names=["stylized"],
-                dynamic_axes={
-                    "images": {0: "batch", 2: "height", 3: "width"},
-                    "stylized": {0: "batch", 2: "height", 3: "width"},
-                },
+                dynamic_axes={**dynamic, "stylized": {0: "batch", 2: "height", 3: "width"}},
                 opset_version=opset,
                 dynamo=False,
             )

@@ -161,16 +161,81 @@ class OnnxStylizer(Stylizer):
     backend = "onnxruntime"
     multiple = MULTIPLE
 
-    def __init__(self, path: str | os.PathLike, **kwargs) -> None:
+    def __init__(self, session, **kwargs) -> None:
         super().__init__(**kwargs)
-        from brushwork.transfer.onnx_export import open_session
+        if isinstance(session, str | os.PathLike):
+            from brushwork.transfer.onnx_export import open_session
 
-        self.session = open_session(path, device=self.device)
+            session = open_session(session, device=self.device)
+        self.session = session
         self.input_name = self.session.get_inputs()[0].name
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         array = x.detach().cpu().float().contiguous().numpy()
         (out,) = self.session.run(None, {self.input_name: array})
+        return torch.from_numpy(out).to(x.device)
+
+
+class OnnxAdaINStylizer(Stylizer):
+    """An exported AdaIN graph (encoder, AdaIN, α, decoder) run by onnxruntime; one style.
+
+    The style is encoded again on every call (the graph takes the image), so this path
+    costs one style encoding more per image than the PyTorch one.
+    """
+
+    method = "adain"
+    backend = "onnxruntime"
+
+    def __init__(
+        self,
+        session,
+        *,
+        styles: Sequence[torch.Tensor] | None,
+        alpha: float,
+        style_size: int | None = None,
+        level: int = 4,
+        **kwargs,
+    ) -> None:
+        super().__init__(**kwargs)
+        from brushwork.transfer.adain import check_alpha
+
+        if not styles:
+            raise ConfigError(
+                "AdaIN needs at least one style image: pass styles=[...] "
+                "(on the command line: --style IMAGE)"
+            )
+        if len(styles) > 1:
+            raise ConfigError(
+                "an ONNX AdaIN model takes one style; for style interpolation use the "
+                ".safetensors model"
+            )
+        check_alpha(alpha)
+        style = styles[0] if styles[0].ndim == 4 else styles[0][None]
+        if style.ndim != 4 or style.shape[:2] != (1, 3):
+            raise ConfigError(f"a style image must be (3, H, W); got {tuple(styles[0].shape)}")
+        if style_size is not None:
+            from brushwork.image import resize_long_side
+
+            style = resize_long_side(style, style_size)
+        self.session = session
+        self.style = style.float().cpu()
+        self.alpha = alpha
+        self.multiple = 2 ** (level - 1)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        import numpy as np
+
+        style = self.style
+        if self.preserve_color:
+            from brushwork.color import match_color
+
+            style = match_color(style, x[:1].float().cpu(), "mean-cov")
+        feeds = {
+            "content": x.detach().cpu().float().contiguous().numpy(),
+            "style": style.contiguous().numpy(),
+            "alpha": np.asarray(self.alpha, dtype=np.float32),
+        }
+        (out,) = self.session.run(None, feeds)
         return torch.from_numpy(out).to(x.device)
 
 
@@ -361,12 +426,28 @@ def load_stylizer(
             )
     path = Path(model)
     if path.suffix.lower() == ".onnx":
-        if method not in (None, "johnson"):
-            raise ConfigError(f"ONNX models are Johnson networks; --method {method} does not fit")
+        from brushwork.transfer.onnx_export import open_session, read_metadata
+
         if not path.is_file():
             raise WeightsError(f"model file {path} does not exist")
+        session = open_session(path, device=dev)
+        metadata = read_metadata(session)
+        architecture = metadata.get("architecture", "johnson")
+        if method not in (None, architecture):
+            raise ConfigError(
+                f"{path} is an ONNX {architecture} model; --method {method} does not fit"
+            )
         common.pop("dtype")
-        return OnnxStylizer(path, **common)
+        if architecture == "adain":
+            if masks is not None or (style_weights is not None and len(style_weights) > 1):
+                raise ConfigError(
+                    "masks and style interpolation need the PyTorch AdaIN model (.safetensors)"
+                )
+            level = metadata.get("config", {}).get("encoder", {}).get("level", 4)
+            return OnnxAdaINStylizer(
+                session, styles=styles, alpha=alpha, style_size=style_size, level=level, **common
+            )
+        return OnnxStylizer(session, **common)
     from brushwork.transfer.modelfile import load_model
 
     net, info = load_model(path, architecture=method)
