@@ -213,3 +213,11 @@ def test_bicubic_matrix_equals_interpolate(size_in, size_out):
     )[0]
     got = bicubic_matrix(size_in, size_out) @ x @ bicubic_matrix(size_in + 2, size_out + 3).T
     torch.testing.assert_close(got, expected, atol=1e-6, rtol=1e-5)
+
+
+def test_upsample_of_word_maps_equals_interpolate():
+    from brushwork.diffusion.maps import upsample
+
+    maps = torch.rand(4, 16, 12, generator=torch.Generator().manual_seed(2))
+    expected = F.interpolate(maps[:, None], size=(70, 45), mode="bicubic", align_corners=False)
+    torch.testing.assert_close(upsample(maps, (70, 45)), expected[:, 0], atol=1e-6, rtol=1e-5)

@@ -99,6 +99,7 @@ def test_study_vectorised_pass_equals_per_pair_loop():
     assert torch.equal(_pair_counts_matmul(flat, cuts), counts)
     odd = flat[:, :-3]  # a pixel count that is not a multiple of 64
     assert torch.equal(_pair_counts_bits(odd, cuts), _pair_counts_matmul(odd, cuts))
+    assert torch.equal(_pair_counts_bits(odd, cuts, chunk=320), _pair_counts_matmul(odd, cuts))
 
 
 def test_study_selected_quantiles_equal_a_full_sort():

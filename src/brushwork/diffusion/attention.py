@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
+from brushwork.diffusion.maps import bicubic_matrix
 from brushwork.errors import ConfigError
 
 __all__ = [
@@ -126,18 +126,6 @@ class RecordingSettings:
             raise ConfigError(f"step indices must be ≥ 0, got {self.steps}")
         if self.max_tokens is not None and self.max_tokens < 1:
             raise ConfigError(f"max_tokens must be ≥ 1, got {self.max_tokens}")
-
-
-def bicubic_matrix(size_in: int, size_out: int) -> torch.Tensor:
-    """(size_out, size_in) matrix M with ``M @ x`` = 1-D bicubic resize of ``x``.
-
-    Equals ``F.interpolate(..., mode="bicubic", align_corners=False)`` along one axis, so
-    a 2-D bicubic resize is ``M_h @ X @ M_wᵀ`` (two matrix products instead of a
-    16-tap gather per output pixel).
-    """
-    eye = torch.eye(size_in, dtype=torch.float64).view(size_in, 1, size_in, 1)
-    columns = F.interpolate(eye, size=(size_out, 1), mode="bicubic", align_corners=False)
-    return columns.view(size_in, size_out).T.contiguous().float()
 
 
 @dataclass

@@ -4,7 +4,7 @@ For one prompt with W word maps of P pixels (normalised to [0, 1]) every word is
 binarised at every (mode, threshold) — masks as one (M, W, P) matrix with M = modes ×
 thresholds — and the intersections of *all* word pairs come from one batched matrix
 product ``masks @ masksᵀ`` (M, W, W) (on the CPU: bit-packed masks, AND and popcount
-for all pairs at once, about twice as fast); areas are its diagonal, unions
+for all pairs, several times faster); areas are its diagonal, unions
 ``|A| + |B| − |A ∩ B|``. IoU_cs, the baselines and Δ are then picks and means over that
 (M, W, W) cube: no Python loop over pairs. Pixels are processed in chunks so memory
 stays small at 1024² (the counts are exact: float32 per chunk, float64 in total).
@@ -212,26 +212,50 @@ def _pair_counts_matmul(flat: torch.Tensor, cuts: torch.Tensor) -> torch.Tensor:
     return total
 
 
-def _pair_counts_bits(flat: torch.Tensor, cuts: torch.Tensor) -> torch.Tensor:
+def _pair_counts_bits(flat: torch.Tensor, cuts: torch.Tensor, chunk: int = 1 << 16) -> torch.Tensor:
     """CPU form of :func:`pair_counts`: bit-packed masks, AND and popcount per word pair.
+
+    Pixels go in chunks that stay in cache: each chunk is compared with every cut and
+    packed to bits at once, and chunks (then mask rows) are spread over threads — numpy
+    releases the GIL in these loops.
 
     Args:
         flat: (W, P) float32 maps. cuts: (M, W) cut values.
+        chunk: pixels per chunk (a multiple of 64).
     """
+    from concurrent.futures import ThreadPoolExecutor
+
     m, w = cuts.shape
+    pixels = flat.shape[1]
+    values = flat.contiguous().numpy()
+    cut_values = cuts.contiguous().numpy()  # float32: the same comparison as on the GPU
+    byte_count = -(-pixels // 64) * 8  # whole 64-bit words, zero-padded
+    bits = np.zeros((m, w, byte_count), dtype=np.uint8)
+
+    def pack(start: int) -> None:
+        part = values[:, start : start + chunk]
+        masks = np.empty(part.shape, dtype=bool)
+        first = start // 8
+        for row in range(m):
+            np.greater_equal(part, cut_values[row][:, None], out=masks)
+            packed = np.packbits(masks, axis=-1)
+            bits[row, :, first : first + packed.shape[1]] = packed
+
     left, right = np.triu_indices(w)
-    total = np.zeros((m, w, w), dtype=np.int64)
-    masks = torch.empty(flat.shape, dtype=torch.bool)
-    for row in range(m):
-        torch.ge(flat, cuts[row][:, None], out=masks)  # float32 compare, as on the GPU path
-        bits = np.packbits(masks.numpy(), axis=-1)  # zero-padded to whole bytes
-        if bits.shape[1] % 8:
-            bits = np.pad(bits, ((0, 0), (0, 8 - bits.shape[1] % 8)))
-        words = bits.view(np.uint64)
-        counts = np.bitwise_count(words[left] & words[right]).sum(axis=-1, dtype=np.int64)
-        total[row, left, right] = counts
-        total[row, right, left] = counts
-    return torch.from_numpy(total.astype(np.float64))
+    words = bits.view(np.uint64)
+
+    def count(row: int) -> np.ndarray:
+        return np.bitwise_count(words[row][left] & words[row][right]).sum(axis=-1, dtype=np.int64)
+
+    workers = max(1, torch.get_num_threads())
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(pack, range(0, pixels, chunk)))
+        counts = list(pool.map(count, range(m)))
+    total = np.zeros((m, w, w), dtype=np.float64)
+    for row, row_counts in enumerate(counts):
+        total[row, left, right] = row_counts
+        total[row, right, left] = row_counts
+    return torch.from_numpy(total)
 
 
 def prompt_metrics(
