@@ -36,6 +36,7 @@ __all__ = [
     "WarpingErrorMeter",
     "consistency_mask",
     "optical_flow",
+    "pair_warping_error",
     "warp",
     "warping_error",
 ]
@@ -221,6 +222,25 @@ def _flow_gradient_sq(flow: torch.Tensor) -> torch.Tensor:
 # --------------------------------------------------------------------------- warping error
 
 
+def pair_warping_error(
+    previous: torch.Tensor, current: torch.Tensor, flow: torch.Tensor, mask: torch.Tensor
+) -> float:
+    """Masked mean squared error between ``previous`` and ``current`` warped by ``flow``.
+
+    The one definition of the warping error of a frame pair, used by the video
+    renderer (:class:`WarpingErrorMeter`) and the evaluation metric
+    (:mod:`brushwork.metrics.warping`).
+
+    Args:
+        previous: (C, H, W) stylised frame t−1.
+        current: (C, H, W) stylised frame t.
+        flow: (2, H, W) flow from input frame t−1 to input frame t (on t−1's grid).
+        mask: (H, W) in [0, 1], 1 where the flow is trusted.
+    """
+    squared = (warp(current.float(), flow) - previous.float()).pow(2).mean(0)
+    return float((squared * mask).sum() / mask.sum().clamp_min(1.0))
+
+
 class WarpingErrorMeter:
     """Streaming warping error: feed ``(input frame, stylised frame)`` pairs in order.
 
@@ -264,9 +284,7 @@ class WarpingErrorMeter:
             forward = optical_flow(prev_frame, frame, method=self.method)
             backward = optical_flow(frame, prev_frame, method=self.method)
             mask = consistency_mask(forward, backward)
-            warped = warp(stylised, forward)
-            squared = (warped - prev_stylised).pow(2).mean(0)
-            error = float((squared * mask).sum() / mask.sum().clamp_min(1.0))
+            error = pair_warping_error(prev_stylised, stylised, forward, mask)
             self._total += error
             self.pairs += 1
         self._previous = (frame, stylised)

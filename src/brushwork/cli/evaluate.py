@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from brushwork.cli.argtypes import names
 from brushwork.devices import DEVICE_CHOICES
 
 EPILOG = """examples:
@@ -47,10 +48,6 @@ HIGHER_IS_BETTER = {"ssim", "clip_style", "clip_text", "clip_direction", "clip_a
 ASPECT_TOLERANCE = 0.02
 
 
-def _names(text: str) -> tuple[str, ...]:
-    return tuple(part.strip() for part in text.split(",") if part.strip())
-
-
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "evaluate",
@@ -80,7 +77,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     )
     g.add_argument(
         "--metrics",
-        type=_names,
+        type=names,
         default=None,
         help=f"comma-separated subset (style: {','.join(STYLE_METRICS)}; "
         f"edit: {','.join(EDIT_METRICS)}; video: {','.join(VIDEO_METRICS)})",

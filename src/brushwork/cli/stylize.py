@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from brushwork.cli.argtypes import floats
 from brushwork.devices import DEVICE_CHOICES
 
 EPILOG = """examples:
@@ -22,15 +23,6 @@ EPILOG = """examples:
 """
 
 
-def _floats(text: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated numbers, got '{text}'"
-        ) from None
-
-
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "stylize",
@@ -44,7 +36,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--model", default=None, help="model file (.safetensors or .onnx)")
     p.add_argument("--method", choices=("johnson", "adain", "wct"), default=None)
     p.add_argument("--style", nargs="+", default=None, help="style image(s) for AdaIN/WCT")
-    p.add_argument("--style-weights", type=_floats, default=None, help="e.g. 0.7,0.3")
+    p.add_argument("--style-weights", type=floats, default=None, help="e.g. 0.7,0.3")
     p.add_argument("--style-size", type=int, default=512, help="style long side (%(default)s)")
     p.add_argument("--alpha", type=float, default=1.0, help="content–style trade-off (AdaIN/WCT)")
     p.add_argument("--preserve-color", action="store_true", help="keep the content's colours")

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from brushwork.cli.argtypes import floats, names
 from brushwork.devices import DEVICE_CHOICES, PRECISION_CHOICES
 
 EPILOG = """examples:
@@ -17,19 +18,6 @@ EPILOG = """examples:
 Pretrained VGG weights are downloaded on first use (VGG-19: 548 MiB); see
 `brushwork weights --help` to prefetch them or to use a local copy.
 """
-
-
-def _floats(text: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated numbers, got '{text}'"
-        ) from None
-
-
-def _names(text: str) -> tuple[str, ...]:
-    return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -96,11 +84,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     g.add_argument("--content-weight", type=float, default=d.content_weight)
     g.add_argument("--style-weight", type=float, default=d.style_weight)
     g.add_argument("--tv-weight", type=float, default=d.tv_weight, help="total variation")
-    g.add_argument("--content-layers", type=_names, default=d.content_layers, help="e.g. relu4_2")
+    g.add_argument("--content-layers", type=names, default=d.content_layers, help="e.g. relu4_2")
     g.add_argument(
-        "--style-layers", type=_names, default=d.style_layers, help="e.g. relu1_1,relu2_1,..."
+        "--style-layers", type=names, default=d.style_layers, help="e.g. relu1_1,relu2_1,..."
     )
-    g.add_argument("--style-layer-weights", type=_floats, default=None, help="one per style layer")
+    g.add_argument("--style-layer-weights", type=floats, default=None, help="one per style layer")
     g.add_argument("--encoder", choices=("vgg19", "vgg16"), default=d.encoder)
     g.add_argument("--pooling", choices=("max", "avg"), default=d.pooling)
     g.add_argument("--weights", default=None, metavar="PATH", help="encoder weight file")
@@ -108,7 +96,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     g = p.add_argument_group("style controls")
     g.add_argument(
         "--style-blend",
-        type=_floats,
+        type=floats,
         default=None,
         help="weights of the style images, e.g. 0.7,0.3",
     )

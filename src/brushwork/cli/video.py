@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from brushwork.cli.argtypes import ints
 from brushwork.devices import DEVICE_CHOICES
 
 EPILOG = """examples:
@@ -19,15 +20,6 @@ suffix for a folder of PNG frames. Audio is copied, frame rate and count kept.
 Finished frames are kept in .<output>.frames/ until the video is written, so
 --resume continues an interrupted render.
 """
-
-
-def _offsets(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated frame offsets such as 1,2,4, got '{text}'"
-        ) from None
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -70,7 +62,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     g.add_argument("--style-weight", type=float, default=1e6)
     g.add_argument(
         "--long-term",
-        type=_offsets,
+        type=ints,
         default=(1,),
         help="previous frames in the temporal loss, e.g. 1,2,4 (1)",
     )

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from brushwork.errors import ImageError
+from brushwork.flow import pair_warping_error
 
 __all__ = ["WarpingResult", "pair_warping_error", "read_video_frames", "warping_error"]
 
@@ -37,23 +38,6 @@ class WarpingResult:
 
     mean: float
     per_pair: list[float]
-
-
-def pair_warping_error(
-    previous: torch.Tensor, current: torch.Tensor, flow: torch.Tensor, mask: torch.Tensor
-) -> float:
-    """Masked mean squared error between ``previous`` and ``current`` warped by ``flow``.
-
-    Args:
-        previous: (C, H, W) stylised frame t−1.
-        current: (C, H, W) stylised frame t.
-        flow: (2, H, W) flow from input frame t−1 to input frame t (on t−1's grid).
-        mask: (H, W) in [0, 1], 1 where the flow is trusted.
-    """
-    from brushwork.flow import warp
-
-    squared = (warp(current.float(), flow) - previous.float()).pow(2).mean(0)
-    return float((squared * mask).sum() / mask.sum().clamp_min(1.0))
 
 
 def warping_error(
