@@ -1,10 +1,12 @@
 """Latency of the feed-forward methods and training throughput (CPU, batch 1).
 
 Real-size architectures with seeded random weights: Johnson's transformer net
-(PyTorch fp32/bf16, bf16 with torch.compile, and onnxruntime), AdaIN (VGG-19 to
-relu4_1 + decoder) and WCT (five levels, relu5_1 … relu1_1), at 256, 512 and 1024 px
-squares; training
-images/s at 256 px (Johnson with the VGG-16 loss network, batch 4; AdaIN batch 8).
+(PyTorch fp32/bf16, bf16 with torch.compile, onnxruntime fp32 and int8), AdaIN (VGG-19
+to relu4_1 + decoder; PyTorch fp32/bf16, onnxruntime int8) and WCT (five levels,
+relu5_1 … relu1_1), at 256, 512 and 1024 px squares; training images/s at 256 px
+(Johnson with the VGG-16 loss network, batch 4; AdaIN batch 8). The int8 models are
+calibrated on random images (the speed does not depend on it; their accuracy cannot be
+judged with random weights, whose AdaIN output is mostly saturated).
 The style's features are computed once (the Stylizer caches them), so the
 latency is that of one content image. Each configuration runs in its own
 subprocess so that none warms or pollutes the caches of another.
@@ -34,8 +36,10 @@ LATENCY = (
     "johnson-bf16",
     "johnson-compiled",
     "johnson-ort",
+    "johnson-int8",
     "adain-torch",
     "adain-bf16",
+    "adain-int8",
     "wct-torch",
     "wct-bf16",
 )
@@ -60,8 +64,15 @@ def _stylizer(name: str, size: int):
     method, backend = name.split("-")
     dtype = torch.bfloat16 if backend in ("bf16", "compiled") else torch.float32
     style = torch.rand(3, 512, 512, generator=g)
+    calibration = [torch.rand(3, 256, 256, generator=g) for _ in range(4)]
     if method == "johnson":
         net = TransformerNet(generator=g)
+        if backend == "int8":
+            from brushwork.transfer.onnx_export import export_onnx
+
+            path = os.path.join(tempfile.mkdtemp(), "johnson-int8.onnx")
+            export_onnx(net, path, int8=True, calibration=calibration)
+            return OnnxStylizer(path, device=cpu), JohnsonStylizer(net, device=cpu)
         if backend == "ort":
             from brushwork.transfer.onnx_export import export_onnx
 
@@ -74,6 +85,15 @@ def _stylizer(name: str, size: int):
     if method == "adain":
         model = AdaINModel()
         reinitialise(model, g)
+        if backend == "int8":
+            from brushwork.transfer.onnx_export import export_onnx, open_session
+            from brushwork.transfer.stylize import OnnxAdaINStylizer
+
+            path = os.path.join(tempfile.mkdtemp(), "adain-int8.onnx")
+            export_onnx(model, path, int8=True, calibration=calibration)
+            stylizer = OnnxAdaINStylizer(open_session(path), styles=[style], alpha=1.0, device=cpu)
+            ref = AdaINStylizer(model, styles=[style], style_weights=None, alpha=1.0, device=cpu)
+            return stylizer, ref
         ref = None
         if dtype != torch.float32:
             ref = AdaINStylizer(model, styles=[style], style_weights=None, alpha=1.0, device=cpu)

@@ -233,3 +233,30 @@ def test_onnx_export_of_adain_matches_pytorch(tiny_adain, tiny_wct, tmp_path) ->
     with pytest.raises(ConfigError, match="eigendecomposition"):
         export_onnx(tiny_wct, tmp_path / "wct.onnx")
     assert not (tmp_path / "wct.onnx").exists()
+
+
+def test_int8_onnx_export_of_adain_and_johnson(tiny_adain, tmp_path) -> None:
+    from brushwork.transfer.johnson import JohnsonConfig, TransformerNet
+    from brushwork.transfer.onnx_export import export_onnx, open_session, read_metadata
+
+    generator = torch.Generator().manual_seed(6)
+    calibration = [torch.rand(3, 48, 40, generator=generator) for _ in range(4)]
+    style = torch.rand(3, 40, 32, generator=generator)
+    content = torch.rand(1, 3, 40, 48, generator=generator)
+    johnson = TransformerNet(JohnsonConfig(channels=8, residual_blocks=1), generator=generator)
+    errors = {}
+    for model, options in ((tiny_adain, {"styles": [style], "alpha": 0.8}), (johnson, {})):
+        path = export_onnx(model, tmp_path / "int8.onnx", int8=True, calibration=calibration)
+        metadata = read_metadata(open_session(path))
+        assert metadata["int8"] is True
+        reference = export_onnx(model, tmp_path / "fp32.onnx")
+        out = load_stylizer(path, device="cpu", **options)(content)
+        expected = load_stylizer(reference, device="cpu", **options)(content)
+        assert out.shape == expected.shape
+        errors[metadata["architecture"]] = float((out - expected).abs().mean())
+        assert 0 < metadata["int8_mean_abs_error"] < 1  # measured on the calibration set
+    # 8-bit convolutions calibrated on images like the content: close to the float graph.
+    assert all(0 < error < 0.05 for error in errors.values()), errors
+    with pytest.raises(ConfigError, match="calibration"):
+        export_onnx(tiny_adain, tmp_path / "x.onnx", int8=True)
+    assert not list(tmp_path.glob(".*"))  # no temporary files left behind

@@ -179,8 +179,9 @@ class OnnxStylizer(Stylizer):
 class OnnxAdaINStylizer(Stylizer):
     """An exported AdaIN graph (encoder, AdaIN, α, decoder) run by onnxruntime; one style.
 
-    The style is encoded again on every call (the graph takes the image), so this path
-    costs one style encoding more per image than the PyTorch one.
+    The graph's style part gives the style's channel statistics, computed once here
+    (per image with colour preservation, which recolours the style to each content);
+    its stylising part then runs per image.
     """
 
     method = "adain"
@@ -217,25 +218,50 @@ class OnnxAdaINStylizer(Stylizer):
             from brushwork.image import resize_long_side
 
             style = resize_long_side(style, style_size)
+        import numpy as np
+
         self.session = session
         self.style = style.float().cpu()
         self.alpha = alpha
         self.multiple = 2 ** (level - 1)
+        shapes = {node.name: node.shape for node in session.get_inputs()}
+        channels = shapes["mean"][1]
+        # Tiny stand-ins for the inputs of the graph part not asked for (cheap to run).
+        # (Reflection padding needs 2 × 2 maps at the deepest level: 2 × multiple pixels.)
+        tiny = 2 * self.multiple
+        self._no_content = np.zeros((1, 3, tiny, tiny), dtype=np.float32)
+        self._no_stats = np.ones((1, channels), dtype=np.float32)
+        self._no_style = np.zeros((1, 3, tiny, tiny), dtype=np.float32)
+        self._stats = None if self.preserve_color else self._style_stats(self.style)
+
+    def _style_stats(self, style: torch.Tensor):
+        import numpy as np
+
+        feeds = {
+            "content": self._no_content,
+            "mean": self._no_stats,
+            "std": self._no_stats,
+            "alpha": np.asarray(self.alpha, dtype=np.float32),
+            "style": style.contiguous().numpy(),
+        }
+        return self.session.run(["style_mean", "style_std"], feeds)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         import numpy as np
 
-        style = self.style
-        if self.preserve_color:
+        stats = self._stats
+        if stats is None:
             from brushwork.color import match_color
 
-            style = match_color(style, x[:1].float().cpu(), "mean-cov")
+            stats = self._style_stats(match_color(self.style, x[:1].float().cpu(), "mean-cov"))
         feeds = {
             "content": x.detach().cpu().float().contiguous().numpy(),
-            "style": style.contiguous().numpy(),
+            "mean": stats[0],
+            "std": stats[1],
             "alpha": np.asarray(self.alpha, dtype=np.float32),
+            "style": self._no_style,
         }
-        (out,) = self.session.run(None, feeds)
+        (out,) = self.session.run(["stylized"], feeds)
         return torch.from_numpy(out).to(x.device)
 
 
