@@ -8,10 +8,17 @@ import sys
 
 import torch
 
+from brushwork.choices import DEVICE_CHOICES, PRECISION_CHOICES
 from brushwork.errors import ConfigError
 
-DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
-PRECISION_CHOICES = ("auto", "fp32", "bf16", "fp16")
+__all__ = [
+    "DEVICE_CHOICES",
+    "PRECISION_CHOICES",
+    "autocast",
+    "cpu_has_fast_bf16",
+    "resolve_device",
+    "resolve_precision",
+]
 
 
 def resolve_device(name: str | torch.device = "auto") -> torch.device:

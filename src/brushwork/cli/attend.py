@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from brushwork.devices import DEVICE_CHOICES
+from brushwork.choices import DEVICE_CHOICES
 
 DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 
@@ -31,6 +31,10 @@ Hugging Face Hub on first use; offline, pass a local folder written by save_pret
 MAP_FORMATS = ("safetensors", "npy")
 
 
+#: One line for ``brushwork --help``.
+HELP = "word attribution maps from cross-attention (DAAM)"
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     from brushwork.diffusion.attention import BLOCK_KINDS
     from brushwork.diffusion.maps import COLORMAPS
@@ -38,7 +42,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
     p = subparsers.add_parser(
         "attend",
-        help="word attribution maps from cross-attention (DAAM)",
+        help=HELP,
         description="Generate an image with Stable Diffusion 1.x/2.x/XL and show where each "
         "word of the prompt acts: DAAM maps from the text cross-attention (Tang et al. 2023).",
         epilog=EPILOG,

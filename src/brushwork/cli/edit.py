@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from brushwork.devices import DEVICE_CHOICES
+from brushwork.choices import DEVICE_CHOICES
 
 DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 
@@ -26,13 +26,17 @@ Hub on first use; offline, pass a local folder written by save_pretrained.
 """
 
 
+#: One line for ``brushwork --help``.
+HELP = "edit an image toward a text prompt (Contrastive Denoising Score / DDS)"
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     from brushwork.diffusion.editing import METHODS, EditSettings
 
     d = EditSettings()
     p = subparsers.add_parser(
         "edit",
-        help="edit an image toward a text prompt (Contrastive Denoising Score / DDS)",
+        help=HELP,
         description="Edit an image from a source prompt to a target prompt by score "
         "distillation: Contrastive Denoising Score (Nam et al. 2024, default) or Delta "
         "Denoising Score (Hertz et al. 2023), with Stable Diffusion.",

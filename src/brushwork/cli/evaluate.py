@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from brushwork.choices import DEVICE_CHOICES
 from brushwork.cli.argtypes import names
-from brushwork.devices import DEVICE_CHOICES
 
 EPILOG = """examples:
   brushwork evaluate --content content/ --style style/ --results results/ -o scores.csv
@@ -48,10 +48,14 @@ HIGHER_IS_BETTER = {"ssim", "clip_style", "clip_text", "clip_direction", "clip_a
 ASPECT_TOLERANCE = 0.02
 
 
+#: One line for ``brushwork --help``.
+HELP = "score stylisation, editing and video results"
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "evaluate",
-        help="score stylisation, editing and video results",
+        help=HELP,
         description="Score results against their inputs: content and style fidelity, "
         "FID/ArtFID, CLIP and structure scores for edits, warping error for videos. "
         "Prints a summary (mean, std, 95%% CI) and writes per-item scores.",

@@ -5,11 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
+#: One line for ``brushwork --help``.
+HELP = "export a Johnson or AdaIN model to ONNX"
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "export",
-        help="export a Johnson or AdaIN model to ONNX",
+        help=HELP,
         description="Export a trained Johnson or AdaIN model (.safetensors) to ONNX with "
         "dynamic batch, height and width; run it with `brushwork stylize --model X.onnx` "
         "(AdaIN: with --style and --alpha; one style). WCT does not export (its whitening "

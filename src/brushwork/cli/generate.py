@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from brushwork.devices import DEVICE_CHOICES
+from brushwork.choices import DEVICE_CHOICES
 
 SD_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 SDXL_MODEL = "stabilityai/stable-diffusion-xl-base-1.0"
@@ -35,6 +35,10 @@ offline, pass local folders written by save_pretrained (--model, --clip-model,
 """
 
 
+#: One line for ``brushwork --help``.
+HELP = "generate an image: plain, saliency-guided (SGOOL) or from a style image"
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     from brushwork.diffusion.saliency import DETECTORS
     from brushwork.diffusion.sgool import OPTIMISERS, VIEWS, SGOOLSettings
@@ -43,7 +47,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     d = SGOOLSettings()
     p = subparsers.add_parser(
         "generate",
-        help="generate an image: plain, saliency-guided (SGOOL) or from a style image",
+        help=HELP,
         description="Generate an image with Stable Diffusion: plain, with saliency-guided "
         "latent optimisation (SGOOL), or in the style of a reference image "
         "(IP-Adapter / InstantStyle).",

@@ -71,8 +71,14 @@ def option_suggestions(parser: argparse.ArgumentParser, unknown: Sequence[str]) 
     return "unrecognized arguments: " + " ".join(parts)
 
 
-def build_parser() -> ArgumentParser:
-    """The top-level parser with every subcommand's parser."""
+def build_parser(command: str | None = None) -> ArgumentParser:
+    """The top-level parser.
+
+    Args:
+        command: the subcommand being run: only its full parser is built (building some
+            imports torch); the others get a one-line stub, enough for ``--help`` and for
+            "did you mean" on a mistyped name. ``None`` builds every full parser.
+    """
     from brushwork import __version__
 
     parser = ArgumentParser(
@@ -84,8 +90,11 @@ def build_parser() -> ArgumentParser:
         dest="command", metavar="COMMAND", parser_class=ArgumentParser
     )
     subparsers.required = True
-    for module_name in SUBCOMMANDS.values():
+    for name, module_name in SUBCOMMANDS.items():
         module = importlib.import_module(module_name)
+        if command is not None and name != command:
+            subparsers.add_parser(name, help=module.HELP)
+            continue
         sub = module.add_parser(subparsers)
         # Nested parsers may override _parser with their own (for option suggestions).
         sub.set_defaults(_run=module.run, _parser=sub)
@@ -94,8 +103,10 @@ def build_parser() -> ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``brushwork`` command; returns the process exit code."""
-    parser = build_parser()
-    args, unknown = parser.parse_known_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    command = next((word for word in words if not word.startswith("-")), "")
+    parser = build_parser(command)
+    args, unknown = parser.parse_known_args(words)
     if unknown:
         sub = getattr(args, "_parser", parser)
         sub.error(option_suggestions(sub, unknown))

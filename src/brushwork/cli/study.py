@@ -11,7 +11,7 @@ import argparse
 import sys
 from typing import Any
 
-from brushwork.devices import DEVICE_CHOICES
+from brushwork.choices import DEVICE_CHOICES
 
 DEFAULT_MODEL = "stabilityai/stable-diffusion-xl-base-1.0"
 
@@ -29,10 +29,14 @@ refused.
 """
 
 
+#: One line for ``brushwork --help``.
+HELP = "content/style separation study of text-to-image attention (Cow of Rembrandt)"
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "study",
-        help="content/style separation study of text-to-image attention (Cow of Rembrandt)",
+        help=HELP,
         description="Do diffusion models keep content and style apart? Overlap of the "
         "content and style words' attention maps vs other word pairs, over a prompt grid "
         "(Ferrara et al., MLSP 2025).",

@@ -6,8 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from brushwork.choices import DEVICE_CHOICES
 from brushwork.cli.argtypes import floats
-from brushwork.devices import DEVICE_CHOICES
 
 EPILOG = """examples:
   brushwork stylize photo.jpg --model starry.safetensors -o out.png
@@ -23,10 +23,14 @@ EPILOG = """examples:
 """
 
 
+#: One line for ``brushwork --help``.
+HELP = "stylise images with a trained network (Johnson, AdaIN, WCT, ONNX)"
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "stylize",
-        help="stylise images with a trained network (Johnson, AdaIN, WCT, ONNX)",
+        help=HELP,
         description="Stylise an image or a folder of images with a feed-forward model.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from brushwork.devices import DEVICE_CHOICES
+from brushwork.choices import DEVICE_CHOICES
 
 EPILOG = """examples:
   brushwork train johnson --style starry.jpg --content-dir coco/train2014 -o starry.safetensors
@@ -18,6 +18,10 @@ A resumable checkpoint is written to OUTPUT.ckpt every --checkpoint-every steps.
 """
 
 
+#: One line for ``brushwork --help``.
+HELP = "train a feed-forward network (Johnson, AdaIN, WCT decoders)"
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     from brushwork.cli.main import ArgumentParser
     from brushwork.transfer.adain import AdaINSettings
@@ -26,7 +30,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
     p = subparsers.add_parser(
         "train",
-        help="train a feed-forward network (Johnson, AdaIN, WCT decoders)",
+        help=HELP,
         description="Train a feed-forward style transfer network.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -6,8 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from brushwork.choices import DEVICE_CHOICES, PRECISION_CHOICES
 from brushwork.cli.argtypes import floats, names
-from brushwork.devices import DEVICE_CHOICES, PRECISION_CHOICES
 
 EPILOG = """examples:
   brushwork transfer photo.jpg starry.jpg -o out.png
@@ -18,6 +18,10 @@ EPILOG = """examples:
 Pretrained VGG weights are downloaded on first use (VGG-19: 548 MiB); see
 `brushwork weights --help` to prefetch them or to use a local copy.
 """
+
+
+#: One line for ``brushwork --help``.
+HELP = "optimisation-based style transfer (Gatys)"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -33,7 +37,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     d = GatysSettings()
     p = subparsers.add_parser(
         "transfer",
-        help="optimisation-based style transfer (Gatys)",
+        help=HELP,
         description="Stylise CONTENT with one or more STYLE images by optimising the pixels "
         "(Gatys et al. 2016, with the controls of Gatys et al. 2017).",
         epilog=EPILOG,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from brushwork.choices import DEVICE_CHOICES
 from brushwork.cli.argtypes import ints
-from brushwork.devices import DEVICE_CHOICES
 
 EPILOG = """examples:
   brushwork video clip.mp4 --style starry.jpg -o clip_starry.mp4          # Gatys + temporal loss
@@ -22,12 +22,16 @@ Finished frames are kept in .<output>.frames/ until the video is written, so
 """
 
 
+#: One line for ``brushwork --help``.
+HELP = "video style transfer with temporal consistency"
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     from brushwork.flow import FLOW_METHODS
 
     p = subparsers.add_parser(
         "video",
-        help="video style transfer with temporal consistency",
+        help=HELP,
         description="Stylise a video, GIF or folder of frames. With --style only: Gatys "
         "optimisation with Ruder et al.'s temporal loss. With --model: a feed-forward "
         "network per frame, blended with the flow-warped previous output.",

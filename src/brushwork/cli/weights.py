@@ -12,10 +12,14 @@ them; BRUSHWORK_<NAME>_WEIGHTS=<file> or BRUSHWORK_WEIGHTS_DIR=<folder>; the tor
 there, unless BRUSHWORK_OFFLINE=1."""
 
 
+#: One line for ``brushwork --help``.
+HELP = "list, download or locate pretrained weights"
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "weights",
-        help="list, download or locate pretrained weights",
+        help=HELP,
         description=_DESCRIPTION,
     )
     actions = parser.add_subparsers(
