@@ -119,6 +119,19 @@ def test_johnson_train_stylize_export(tmp_path, content_dir, style_dir, vgg16_fi
     assert written == sorted(p.with_suffix(".png").name for p in content_dir.iterdir())
     assert load_image(folder / written[0]).shape == (3, 20, 24)
 
+    capsys.readouterr()
+    int8 = tmp_path / "starry-int8.onnx"
+    assert main(["export", str(model), "-o", str(int8), "--int8"]) == 1
+    assert "--calibration-dir" in capsys.readouterr().err and not int8.exists()
+    argv = ["export", str(model), "-o", str(int8), "--int8", "--calibration-dir", str(content_dir)]
+    assert main(argv) == 0
+    assert "int8 differs from the float model by" in capsys.readouterr().err
+    out = tmp_path / "int8.png"
+    assert (
+        main(["stylize", str(content_dir / "img00.png"), "--model", str(int8), "-o", str(out)]) == 0
+    )
+    assert load_image(out).shape == load_image(content_dir / "img00.png").shape
+
 
 def test_adain_and_wct_train_and_stylize(tmp_path, content_dir, style_dir, vgg_normalised_file):
     adain = tmp_path / "adain.safetensors"

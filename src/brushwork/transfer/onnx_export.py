@@ -145,6 +145,12 @@ def _quantise(path: str, images: Sequence[torch.Tensor], architecture: str) -> f
     folder = Path(path).parent
     prepared = folder / f".{Path(path).name}.pre.onnx"
     quantised = folder / f".{Path(path).name}.int8.onnx"
+    import logging
+
+    # The quantiser logs a warning for every non-float tensor it skips (shape
+    # arithmetic): noise for the user, so logging is muted while it runs.
+    previous_level = logging.root.manager.disable
+    logging.disable(logging.WARNING)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -165,6 +171,7 @@ def _quantise(path: str, images: Sequence[torch.Tensor], architecture: str) -> f
         os.replace(quantised, path)
         return error
     finally:
+        logging.disable(previous_level)
         for leftover in (prepared, quantised):
             with contextlib.suppress(OSError):
                 leftover.unlink(missing_ok=True)
