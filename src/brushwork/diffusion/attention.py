@@ -41,6 +41,7 @@ __all__ = [
     "RecordingSettings",
     "bicubic_matrix",
     "cross_attention_layers",
+    "signature_mirroring_class",
 ]
 
 #: The UNet parts a layer can belong to.
@@ -209,7 +210,8 @@ class AttentionRecorder:
                 processors[key] = processor
                 continue
             attn = modules[layer.name]
-            wrapper = _recording_class(type(processor))(processor, self, layer, attn)
+            kind = signature_mirroring_class(_RecordingProcessor, type(processor), "Recording")
+            wrapper = kind(processor, self, layer, attn)
             processors[key] = wrapper
             self._handles.append(attn.to_q.register_forward_hook(wrapper.capture_query))
             self._handles.append(attn.to_k.register_forward_hook(wrapper.capture_key))
@@ -496,23 +498,24 @@ class _RecordingProcessor:
         return query, key
 
 
-_CLASSES: dict[type, type] = {}
+_CLASSES: dict[tuple[type, type], type] = {}
 
 
-def _recording_class(inner_type: type) -> type:
-    """A _RecordingProcessor subclass whose ``__call__`` shows ``inner_type``'s signature.
+def signature_mirroring_class(wrapper_base: type, inner_type: type, prefix: str) -> type:
+    """A ``wrapper_base`` subclass whose ``__call__`` shows ``inner_type``'s signature.
 
-    diffusers passes a processor only the keyword arguments its ``__call__`` signature
-    names (``ip_adapter_masks``, ``scale``, ...); showing the wrapped processor's
-    signature lets every argument it expects pass through untouched.
+    diffusers passes an attention processor only the keyword arguments its ``__call__``
+    signature names (``ip_adapter_masks``, ``scale``, ...); showing the wrapped
+    processor's signature lets every argument it expects pass through untouched. One
+    class per (wrapper, wrapped) pair, named ``<prefix><wrapped name>``.
     """
-    if inner_type not in _CLASSES:
+    key = (wrapper_base, inner_type)
+    if key not in _CLASSES:
 
-        def __call__(self: _RecordingProcessor, *args: Any, **kwargs: Any) -> torch.Tensor:
-            return _RecordingProcessor.__call__(self, *args, **kwargs)
+        def __call__(self: Any, *args: Any, **kwargs: Any) -> torch.Tensor:
+            return wrapper_base.__call__(self, *args, **kwargs)
 
         __call__.__signature__ = inspect.signature(inner_type.__call__)  # type: ignore[attr-defined]
-        _CLASSES[inner_type] = type(
-            f"Recording{inner_type.__name__}", (_RecordingProcessor,), {"__call__": __call__}
-        )
-    return _CLASSES[inner_type]
+        name = f"{prefix}{inner_type.__name__}"
+        _CLASSES[key] = type(name, (wrapper_base,), {"__call__": __call__})
+    return _CLASSES[key]

@@ -20,13 +20,13 @@ Example::
 from __future__ import annotations
 
 import contextlib
-import inspect
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from brushwork.diffusion.attention import signature_mirroring_class
 from brushwork.errors import ConfigError
 
 __all__ = ["SelfAttentionFeatures", "SelfAttentionLayer", "decoder_self_attention_layers"]
@@ -103,7 +103,10 @@ class SelfAttentionFeatures:
         for key, processor in original.items():
             name = key.removesuffix(".processor")
             if name in wanted:
-                processors[key] = _feature_class(type(processor))(processor, self, name)
+                wrapper_class = signature_mirroring_class(
+                    _FeatureProcessor, type(processor), "Features"
+                )
+                processors[key] = wrapper_class(processor, self, name)
             else:
                 processors[key] = processor
         self._original = original
@@ -163,24 +166,3 @@ class _FeatureProcessor:
         out = self.inner(attn, hidden_states, *args, **kwargs)
         self.recorder._keep(self.name, out)
         return out
-
-
-_CLASSES: dict[type, type] = {}
-
-
-def _feature_class(inner_type: type) -> type:
-    """A _FeatureProcessor subclass whose ``__call__`` shows ``inner_type``'s signature.
-
-    diffusers passes a processor only the keyword arguments its signature names, so the
-    wrapper shows the wrapped processor's signature and every argument passes through.
-    """
-    if inner_type not in _CLASSES:
-
-        def __call__(self: _FeatureProcessor, *args: Any, **kwargs: Any) -> torch.Tensor:
-            return _FeatureProcessor.__call__(self, *args, **kwargs)
-
-        __call__.__signature__ = inspect.signature(inner_type.__call__)  # type: ignore[attr-defined]
-        _CLASSES[inner_type] = type(
-            f"Features{inner_type.__name__}", (_FeatureProcessor,), {"__call__": __call__}
-        )
-    return _CLASSES[inner_type]
