@@ -6,7 +6,6 @@ from typing import ClassVar
 
 import pytest
 import torch
-from safetensors.torch import save_file
 
 from brushwork.diffusion.attention import AttentionRecorder, cross_attention_layers
 from brushwork.diffusion.pipelines import generate_with_maps, load_pipeline, pipeline_family
@@ -60,34 +59,11 @@ def test_word_and_seed_count_errors(sd_pipe):
         generate_with_maps(sd_pipe, PROMPTS, WORDS, seeds=[1, 2], **CALL)
 
 
-def _ip_adapter_file(pipe, folder, embed_dim=16):
-    """An IP-Adapter weight file in the published layout (random values)."""
-    cross = pipe.unet.config.cross_attention_dim
-    gen = torch.Generator().manual_seed(0)
-    tensors = {
-        "image_proj.proj.weight": torch.randn(cross * 4, embed_dim, generator=gen) * 0.1,
-        "image_proj.proj.bias": torch.zeros(cross * 4),
-        "image_proj.norm.weight": torch.ones(cross),
-        "image_proj.norm.bias": torch.zeros(cross),
-    }
-    key_id = 1
-    for name in pipe.unet.attn_processors:
-        if name.endswith("attn2.processor"):
-            hidden = pipe.unet.get_submodule(name.removesuffix(".processor")).to_k.out_features
-            for part in ("to_k_ip", "to_v_ip"):
-                tensors[f"ip_adapter.{key_id}.{part}.weight"] = (
-                    torch.randn(hidden, cross, generator=gen) * 0.1
-                )
-            key_id += 2
-    save_file(tensors, str(folder / "ip-adapter.safetensors"))
-    return folder
-
-
 def test_ip_adapter_loaded_output_unchanged_and_maps_match_plain_keys(tmp_path):
-    from tiny_sd import build_sd_pipeline
+    from tiny_sd import build_sd_pipeline, write_ip_adapter
 
     pipe = build_sd_pipeline(tmp_path / "pipe")
-    folder = _ip_adapter_file(pipe, tmp_path)
+    folder = write_ip_adapter(pipe, tmp_path)
     pipe.load_ip_adapter(
         str(folder), subfolder="", weight_name="ip-adapter.safetensors", image_encoder_folder=None
     )

@@ -36,29 +36,3 @@ def build_sdxl_layout_pipeline(tmp: Path):
     pipe = StableDiffusionXLPipeline(**{**base.components, "unet": unet})
     pipe.set_progress_bar_config(disable=True)
     return pipe
-
-
-def write_ip_adapter(pipe, folder: Path, *, embed_dim: int = 16) -> Path:
-    """An IP-Adapter weight file in the published layout (random values)."""
-    from safetensors.torch import save_file
-
-    folder.mkdir(parents=True, exist_ok=True)
-    cross = pipe.unet.config.cross_attention_dim
-    gen = torch.Generator().manual_seed(0)
-    tensors = {
-        "image_proj.proj.weight": torch.randn(cross * 4, embed_dim, generator=gen) * 0.1,
-        "image_proj.proj.bias": torch.zeros(cross * 4),
-        "image_proj.norm.weight": torch.ones(cross),
-        "image_proj.norm.bias": torch.zeros(cross),
-    }
-    key_id = 1
-    for name in pipe.unet.attn_processors:
-        if name.endswith("attn2.processor"):
-            hidden = pipe.unet.get_submodule(name.removesuffix(".processor")).to_k.out_features
-            for part in ("to_k_ip", "to_v_ip"):
-                tensors[f"ip_adapter.{key_id}.{part}.weight"] = (
-                    torch.randn(hidden, cross, generator=gen) * 0.1
-                )
-            key_id += 2
-    save_file(tensors, str(folder / "ip-adapter.safetensors"))
-    return folder

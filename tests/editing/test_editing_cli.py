@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from editing_tiny import build_sdxl_layout_pipeline, write_ip_adapter
+from editing_tiny import build_sdxl_layout_pipeline
+from tiny_sd import write_ip_adapter
 
 from brushwork.cli.main import main
 from brushwork.image import load_image, save_image

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from editing_tiny import write_ip_adapter
+from tiny_sd import write_ip_adapter
 
 from brushwork.diffusion.attention import AttentionRecorder
 from brushwork.diffusion.style_reference import (
