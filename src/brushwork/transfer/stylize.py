@@ -104,12 +104,10 @@ class Stylizer:
 
 
 def _fast(module: nn.Module, device: torch.device, dtype: torch.dtype) -> nn.Module:
-    """The module ready for inference; a copy when the dtype changes (the caller's stays)."""
-    if dtype != torch.float32:
-        import copy
+    """A copy of the module ready for inference (the caller's module is left as it is)."""
+    import copy
 
-        module = copy.deepcopy(module)
-    module = module.eval().to(device)
+    module = copy.deepcopy(module).eval().to(device)
     if device.type == "cpu":
         module = module.to(memory_format=torch.channels_last)
     return module.to(dtype)
@@ -128,9 +126,7 @@ class JohnsonStylizer(Stylizer):
 
     def __init__(self, net: nn.Module, *, compile: bool = False, **kwargs) -> None:
         super().__init__(**kwargs)
-        import copy
-
-        net = _fast(copy.deepcopy(net), self.device, self.dtype)
+        net = _fast(net, self.device, self.dtype)
         if self.device.type == "cpu":
             net = _blocked_last_layer(net)
         self.net = torch.compile(net) if compile else net
