@@ -88,9 +88,12 @@ class _AdaINGraph(nn.Module):
 
 
 def _calibration_feeds(
-    path: str, images: Sequence[torch.Tensor], architecture: str
+    session, images: Sequence[torch.Tensor], architecture: str
 ) -> list[dict[str, np.ndarray]]:
-    """Graph inputs for calibration: each image as a content, the next one as its style."""
+    """Graph inputs for calibration: each image as a content, the next one as its style.
+
+    ``session`` runs the float model (AdaIN: for the styles' statistics).
+    """
     from brushwork.image import resize_long_side
 
     def prepared(image: torch.Tensor) -> np.ndarray:
@@ -105,7 +108,6 @@ def _calibration_feeds(
     arrays = [prepared(image) for image in images]
     if architecture == "johnson":
         return [{"images": array} for array in arrays]
-    session = open_session(path)
     channels = {node.name: node.shape for node in session.get_inputs()}["mean"][1]
     alpha = np.asarray(1.0, dtype=np.float32)
     ones = np.ones((1, channels), dtype=np.float32)
@@ -133,7 +135,8 @@ def _quantise(path: str, images: Sequence[torch.Tensor], architecture: str) -> f
     )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    feeds = _calibration_feeds(path, images, architecture)
+    float_session = open_session(path)
+    feeds = _calibration_feeds(float_session, images, architecture)
 
     class _Reader(CalibrationDataReader):
         def __init__(self) -> None:
@@ -167,7 +170,7 @@ def _quantise(path: str, images: Sequence[torch.Tensor], architecture: str) -> f
                 # arithmetic stay in float, where 8 bits would cost most accuracy.
                 op_types_to_quantize=["Conv"],
             )
-        error = _mean_output_difference(path, str(quantised), feeds)
+        error = _mean_output_difference(float_session, open_session(quantised), feeds)
         os.replace(quantised, path)
         return error
     finally:
@@ -177,9 +180,9 @@ def _quantise(path: str, images: Sequence[torch.Tensor], architecture: str) -> f
                 leftover.unlink(missing_ok=True)
 
 
-def _mean_output_difference(first: str, second: str, feeds: list[dict]) -> float:
-    """Mean |Δ| of the two models' first outputs over ``feeds``."""
-    sessions = [open_session(first), open_session(second)]
+def _mean_output_difference(first, second, feeds: list[dict]) -> float:
+    """Mean |Δ| of the two sessions' first outputs over ``feeds``."""
+    sessions = [first, second]
     name = sessions[0].get_outputs()[0].name
     differences = []
     for feed in feeds:
