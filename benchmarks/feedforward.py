@@ -46,6 +46,14 @@ LATENCY = (
 TRAINING = ("train-johnson", "train-adain")
 
 
+def _calibration_images() -> list:
+    """Random images for the int8 exports (their own generator: the weights stay as seeded)."""
+    import torch
+
+    generator = torch.Generator().manual_seed(7)
+    return [torch.rand(3, 256, 256, generator=generator) for _ in range(4)]
+
+
 def _stylizer(name: str, size: int):
     import torch
 
@@ -64,14 +72,13 @@ def _stylizer(name: str, size: int):
     method, backend = name.split("-")
     dtype = torch.bfloat16 if backend in ("bf16", "compiled") else torch.float32
     style = torch.rand(3, 512, 512, generator=g)
-    calibration = [torch.rand(3, 256, 256, generator=g) for _ in range(4)]
     if method == "johnson":
         net = TransformerNet(generator=g)
         if backend == "int8":
             from brushwork.transfer.onnx_export import export_onnx
 
             path = os.path.join(tempfile.mkdtemp(), "johnson-int8.onnx")
-            export_onnx(net, path, int8=True, calibration=calibration)
+            export_onnx(net, path, int8=True, calibration=_calibration_images())
             return OnnxStylizer(path, device=cpu), JohnsonStylizer(net, device=cpu)
         if backend == "ort":
             from brushwork.transfer.onnx_export import export_onnx
@@ -90,7 +97,7 @@ def _stylizer(name: str, size: int):
             from brushwork.transfer.stylize import OnnxAdaINStylizer
 
             path = os.path.join(tempfile.mkdtemp(), "adain-int8.onnx")
-            export_onnx(model, path, int8=True, calibration=calibration)
+            export_onnx(model, path, int8=True, calibration=_calibration_images())
             stylizer = OnnxAdaINStylizer(open_session(path), styles=[style], alpha=1.0, device=cpu)
             ref = AdaINStylizer(model, styles=[style], style_weights=None, alpha=1.0, device=cpu)
             return stylizer, ref
