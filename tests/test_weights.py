@@ -379,9 +379,12 @@ def test_interrupted_download_leaves_nothing(registered, small_file, monkeypatch
 
 def test_network_failure_is_a_weights_error(registered, small_file, tmp_path):
     spec = tiny_spec(registered, small_file, url=(tmp_path / "absent.pth").as_uri())
-    with pytest.raises(WeightsError, match="could not download") as info:
+    with (
+        weights.flag_hints({"*": "--weights"}),
+        pytest.raises(WeightsError, match="could not download") as info,
+    ):
         weights.resolve(spec.name)
-    assert "--weights" in str(info.value)
+    assert "pass it with --weights PATH" in str(info.value)
     assert _leftovers(weights.cache_dir()) == []
 
 
@@ -390,13 +393,17 @@ def test_offline_and_missing_explains_how_to_provide(var, monkeypatch, isolated)
     if var:
         monkeypatch.setenv(var, "1")
     monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: pytest.fail("network"))
-    with pytest.raises(WeightsError) as info:
+    with (
+        weights.flag_hints({"vgg19": "--vgg-weights", "*": "--weights"}),
+        pytest.raises(WeightsError) as info,
+    ):
         weights.load_state_dict("vgg19", download=var is not None)
     message = str(info.value)
+    assert "\n" not in message
+    assert "--vgg-weights PATH" in message  # the running command's own flag
     assert "vgg19-dcbb9e9d.pth" in message
     assert "548 MiB" in message
     assert "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth" in message
-    assert "--weights" in message
     assert "BRUSHWORK_WEIGHTS_DIR" in message and "BRUSHWORK_VGG19_WEIGHTS" in message
     assert str(isolated / "hub" / "checkpoints" / "vgg19-dcbb9e9d.pth") in message
     if var:
@@ -466,3 +473,10 @@ def test_file_without_a_published_digest_loads_and_downloads(registered, small_f
     weights.verify(path, spec)  # no digest: nothing to compare, no error
     state = weights.load_state_dict("nohash", progress=False)
     assert state.keys() == torch.load(small_file[0], weights_only=True).keys()
+
+
+def test_hint_without_a_command_names_no_flag(isolated, monkeypatch):
+    monkeypatch.setenv("BRUSHWORK_OFFLINE", "1")
+    with pytest.raises(WeightsError) as info:
+        weights.resolve("vgg19")
+    assert "pass its path" in str(info.value) and "--weights" not in str(info.value)

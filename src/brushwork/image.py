@@ -17,7 +17,6 @@ import contextlib
 import math
 import numbers
 import os
-import secrets
 import struct
 import threading
 from collections.abc import Iterator, Sequence
@@ -28,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from brushwork.atomic import create_temp_file
 from brushwork.errors import ConfigError, ImageError, OutputPathError
 
 __all__ = [
@@ -308,6 +308,9 @@ def _check_output_location(out: Path) -> Path:
         )
     if not folder.is_dir():
         raise OutputPathError(f"cannot write '{out}': '{folder}' is a file, not a folder")
+    from brushwork.resources import probe_writable
+
+    probe_writable(folder, f"output '{out.name}'")
     return out
 
 
@@ -403,19 +406,8 @@ def _write_atomically(
 
 
 def _create_temp_file(out: Path) -> tuple[int, Path]:
-    """Create a new hidden file in ``out``'s folder; return its descriptor and path.
-
-    Unlike :func:`tempfile.mkstemp` the file is created with mode 0o666 minus
-    the umask, so the final file gets the usual permissions.
-    """
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    for _ in range(100):
-        temp = out.with_name(f".{out.stem[:64]}.{secrets.token_hex(6)}.tmp{out.suffix}")
-        try:
-            return os.open(temp, flags, 0o666), temp
-        except FileExistsError:
-            continue
-    raise FileExistsError(f"could not create a temporary file next to '{out}'")
+    """A new hidden file beside ``out`` with the usual (umask) permissions."""
+    return create_temp_file(out)
 
 
 # --------------------------------------------------------------------------- resizing

@@ -20,6 +20,7 @@ Torch is imported inside the functions that need it, so importing this module is
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import difflib
 import hashlib
 import http.client
@@ -28,7 +29,6 @@ import os
 import re
 import shutil
 import sys
-import tempfile
 import urllib.error
 import urllib.request
 import zipfile
@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from brushwork.atomic import create_temp_file
 from brushwork.errors import WeightsError
 
 if TYPE_CHECKING:
@@ -51,6 +52,8 @@ __all__ = [
     "download",
     "expected_cache_path",
     "file_env_var",
+    "flag_for",
+    "flag_hints",
     "get",
     "is_offline",
     "load_state_dict",
@@ -355,16 +358,41 @@ def status(name: str) -> tuple[Path | None, str]:
     return None, "missing"
 
 
+#: The command-line flag that gives each weight file (``"*"``: any), set by the CLI
+#: for the command being run so that hints name that command's own option.
+_FLAG_HINTS: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
+    "brushwork_weight_flags", default=None
+)
+
+
+@contextlib.contextmanager
+def flag_hints(flags: dict[str, str]) -> Iterator[None]:
+    """Within this block, hints for weight ``name`` name the option ``flags[name]``.
+
+    Example: ``with flag_hints({"*": "--weights", "inception": "--inception-weights"})``.
+    """
+    token = _FLAG_HINTS.set(dict(flags))
+    try:
+        yield
+    finally:
+        _FLAG_HINTS.reset(token)
+
+
+def flag_for(name: str) -> str | None:
+    """The option of the running command that gives weight file ``name``, if any."""
+    hints = _FLAG_HINTS.get() or {}
+    return hints.get(name) or hints.get("*")
+
+
 def _how_to_provide(spec: WeightFile) -> str:
-    cached = cache_dir() / spec.filename
+    """One sentence of the ways to provide ``spec``'s file, naming the command's option."""
+    flag = flag_for(spec.name)
+    given = f"pass it with {flag} PATH" if flag else "pass its path"
     return (
-        "Provide it in one of these ways:\n"
-        f"  * pass the downloaded {spec.filename} with the command's weights option "
-        "(--weights PATH for `brushwork transfer`; `--help` lists each command's);\n"
-        f"  * set {ENV_WEIGHTS_DIR}=<folder containing {spec.filename}> "
-        f"(or {file_env_var(spec.name)}=<file>);\n"
-        f"  * copy it to {cached} (e.g. after `brushwork weights download {spec.name}` "
-        "on a machine with internet)."
+        f"{given}, set {ENV_WEIGHTS_DIR}=<folder with {spec.filename}> (or "
+        f"{file_env_var(spec.name)}=<file>), or run "
+        f"`brushwork weights download {spec.name}` on a machine with internet and copy the "
+        f"file to {cache_dir() / spec.filename}"
     )
 
 
@@ -374,8 +402,8 @@ def _not_available(spec: WeightFile, reason: str) -> WeightsError:
         listed = os.pathsep.join(str(d) for d in dirs)
         reason += f"; {ENV_WEIGHTS_DIR}={listed} does not contain {spec.filename}"
     return WeightsError(
-        f"pretrained weights '{spec.name}' are not available: {spec.filename} "
-        f"({spec.size_text}) from {spec.url}\n{reason}.\n{_how_to_provide(spec)}"
+        f"pretrained weights '{spec.name}' ({spec.filename}, {spec.size_text}, from "
+        f"{spec.url}) are not available: {reason}; {_how_to_provide(spec)}"
     )
 
 
@@ -447,7 +475,7 @@ def _download(spec: WeightFile, dest: Path, *, progress: bool) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise WeightsError(
-            f"cannot create the weights cache folder {folder}: {error.strerror or error}.\n"
+            f"cannot create the weights cache folder {folder}: {error.strerror or error}; "
             f"{_how_to_provide(spec)}"
         ) from error
     if spec.size_bytes is not None:
@@ -456,11 +484,10 @@ def _download(spec: WeightFile, dest: Path, *, progress: bool) -> Path:
             if free < spec.size_bytes:
                 raise WeightsError(
                     f"not enough disk space in {folder} to download {spec.filename}: "
-                    f"{spec.size_text} needed, {free / _MIB:.0f} MiB free.\n{_how_to_provide(spec)}"
+                    f"{spec.size_text} needed, {free / _MIB:.0f} MiB free; {_how_to_provide(spec)}"
                 )
 
-    fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=f".{spec.filename}.", suffix=".part")
-    tmp = Path(tmp_name)
+    fd, tmp = create_temp_file(folder / spec.filename, ".part")
     hasher = hashlib.sha256()
     received = 0
     try:
@@ -493,11 +520,10 @@ def _download(spec: WeightFile, dest: Path, *, progress: bool) -> Path:
                 f"{spec.sha256}..., got {digest[: max(len(spec.sha256), 16)]}...; "
                 "nothing was saved, try again"
             )
-        os.chmod(tmp, 0o644)
         os.replace(tmp, dest)
     except (OSError, http.client.HTTPException) as error:  # URLError, timeouts, disk full
         raise WeightsError(
-            f"could not download '{spec.name}' from {spec.url}: {_describe(error)}.\n"
+            f"could not download '{spec.name}' from {spec.url}: {_describe(error)}; "
             f"{_how_to_provide(spec)}"
         ) from error
     finally:
@@ -615,8 +641,7 @@ def _remember(path: Path, stat: os.stat_result, digest: str) -> None:
             "mtime_ns": stat.st_mtime_ns,
             "sha256": digest,
         }
-        fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=f".{INDEX_NAME}.", suffix=".tmp")
-        tmp = Path(tmp_name)
+        fd, tmp = create_temp_file(folder / INDEX_NAME)
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             json.dump(index, out, indent=1, sort_keys=True)
         os.replace(tmp, folder / INDEX_NAME)

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -264,15 +262,11 @@ def _write_maps(folder: Path, tensors: dict, meta: dict, fmt: str) -> None:
     import numpy as np
     from safetensors.torch import save_file
 
+    from brushwork.atomic import atomic_path
+
     def atomic(name: str, write: Any) -> None:
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
-        os.close(fd)
-        try:
-            write(tmp)
-            os.replace(tmp, folder / name)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_path(folder / name) as tmp:
+            write(str(tmp))
 
     if fmt == "safetensors":
         flat = {k: v.contiguous().float().cpu() for k, v in tensors.items()}

@@ -427,8 +427,6 @@ def _write_output(path: Path, rows: list[dict], summary: dict) -> None:
     import csv
     import io
     import json
-    import os
-    import tempfile
 
     if path.suffix.lower() == ".json":
         text = json.dumps({"items": rows, "summary": summary}, indent=2, default=_jsonable)
@@ -441,14 +439,9 @@ def _write_output(path: Path, rows: list[dict], summary: dict) -> None:
         writer.writeheader()
         writer.writerows(rows)
         text = buffer.getvalue()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
-            out.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    from brushwork.atomic import write_text_atomic
+
+    write_text_atomic(path, text)
 
 
 def _jsonable(value: Any) -> Any:

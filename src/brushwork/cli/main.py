@@ -38,7 +38,17 @@ SUBCOMMANDS: dict[str, str] = {
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse with "did you mean" suggestions for mistyped names."""
+    """argparse with "did you mean" suggestions for mistyped names.
+
+    Every parser shows option defaults in ``--help`` and keeps its epilog's layout
+    (:class:`~brushwork.cli.options.HelpFormatter`).
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        from brushwork.cli.options import HelpFormatter
+
+        kwargs["formatter_class"] = HelpFormatter
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         if "invalid choice:" in message:
@@ -110,14 +120,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:
         sub = getattr(args, "_parser", parser)
         sub.error(option_suggestions(sub, unknown))
+    from brushwork.cli.quiet import third_party_output
+    from brushwork.weights import flag_hints
+
+    module = importlib.import_module(SUBCOMMANDS[args.command])
     try:
-        return int(args._run(args) or 0)
+        with (
+            third_party_output(quiet=bool(getattr(args, "quiet", False))),
+            flag_hints(getattr(module, "WEIGHT_FLAGS", {})),
+        ):
+            return int(args._run(args) or 0)
     except BrushworkError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {_one_line(error)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _one_line(error: BaseException) -> str:
+    """The error's message on one line (a message should be one already)."""
+    return " ".join(part.strip() for part in str(error).splitlines() if part.strip())
 
 
 if __name__ == "__main__":

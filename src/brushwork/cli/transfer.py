@@ -23,6 +23,9 @@ Pretrained VGG weights are downloaded on first use (VGG-19: 548 MiB); see
 #: One line for ``brushwork --help``.
 HELP = "optimisation-based style transfer (Gatys)"
 
+#: The option that gives each weight file this command uses (for missing-weights hints).
+WEIGHT_FLAGS = {"*": "--weights"}
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     from brushwork.image import DEFAULT_MAX_PIXELS

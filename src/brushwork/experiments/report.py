@@ -15,13 +15,12 @@ import csv
 import html
 import io
 import math
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from brushwork.atomic import write_bytes_atomic
 from brushwork.errors import ConfigError, OutputPathError
 from brushwork.experiments.stats import by_word, summary
 from brushwork.experiments.store import StudyStore
@@ -56,15 +55,7 @@ class ReportOptions:
 
 
 def _write_bytes(path: Path, data: bytes) -> None:
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as f:
-            f.write(data)
-        os.chmod(temp, 0o644)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    write_bytes_atomic(path, data)
 
 
 def _csv_bytes(records: Sequence[dict[str, Any]], columns: Sequence[str] | None = None) -> bytes:

@@ -18,17 +18,16 @@ Example::
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from brushwork.atomic import atomic_path
 from brushwork.errors import OutputPathError, WeightsError
 
 FORMAT_VERSION = 1
@@ -126,14 +125,8 @@ def save_model(
         "created_with": f"brushwork {__version__}",
     }
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".part")
-    os.close(fd)
-    try:
-        save_file(state, tmp, metadata={METADATA_KEY: json.dumps(meta, sort_keys=True)})
-        os.replace(tmp, out)
-    finally:
-        with contextlib.suppress(OSError):
-            Path(tmp).unlink(missing_ok=True)
+    with atomic_path(out, ".part") as tmp:
+        save_file(state, str(tmp), metadata={METADATA_KEY: json.dumps(meta, sort_keys=True)})
     return out
 
 

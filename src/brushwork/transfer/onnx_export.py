@@ -32,7 +32,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -41,6 +40,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from brushwork.atomic import create_temp_file
 from brushwork.errors import ConfigError, OutputPathError, WeightsError
 
 OPSET = 17
@@ -276,8 +276,9 @@ def export_onnx(
             "content": {0: "batch", 2: "height", 3: "width"},
             "style": {2: "style_height", 3: "style_width"},
         }
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".part")
+    fd, temp_path = create_temp_file(out, ".part")
     os.close(fd)
+    tmp = str(temp_path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -12,11 +12,9 @@ model's JSON config (so a checkpoint of another architecture is refused).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +23,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from brushwork.atomic import atomic_path
 from brushwork.errors import ConfigError, OptimisationError, WeightsError
 
 LossFn = Callable[[int], dict[str, torch.Tensor]]
@@ -75,14 +74,8 @@ def save_checkpoint(
         "step": int(step),
         "config": json.dumps(config, sort_keys=True),
     }
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".part")
-    os.close(fd)
-    try:
+    with atomic_path(out, ".part") as tmp:
         torch.save(payload, tmp)
-        os.replace(tmp, out)
-    finally:
-        with contextlib.suppress(OSError):
-            Path(tmp).unlink(missing_ok=True)
     return out
 
 

@@ -1,0 +1,453 @@
+"""Option groups shared by every subcommand: one spelling, one set of values, one meaning.
+
+Every command builds its common flags from the ``add_*`` functions here, so that
+``--device``, ``--precision``, ``--size``, ``--steps``, ``--seed``, ``-q``, ``-o``,
+``--weights``, ``--style``/``--style-weights``, ``--preserve-color``, ``--model`` and
+``--rule`` are spelled, valued, defaulted and documented the same way everywhere.
+
+The values:
+
+* ``--device``: ``auto``, ``cpu``, ``cuda``, ``cuda:N``, ``mps``.
+* ``--precision``: ``auto``, ``fp32``, ``bf16``, ``fp16``; the aliases ``float32``,
+  ``bfloat16``, ``float16`` and ``half`` are accepted and mean the same.
+* ``--size``: the long side of the output in pixels, or ``HxW`` (height × width)
+  where a command can produce an exact size.
+* counts (``--steps``, ``--iterations``, ...) are whole numbers ≥ 1 unless a command
+  documents what 0 means.
+
+Old spellings keep working for one release and print a one-line deprecation warning
+(see :class:`DeprecatedAlias`). This module imports neither torch nor any heavy
+package: building a parser stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from brushwork.choices import DEVICE_CHOICES, PRECISION_CHOICES
+
+__all__ = [
+    "PRECISION_ALIASES",
+    "PRESERVE_COLOR_CHOICES",
+    "TOKEN_RULES",
+    "DeprecatedAlias",
+    "HelpFormatter",
+    "add_deprecated",
+    "add_device",
+    "add_memory_limit",
+    "add_model",
+    "add_output",
+    "add_precision",
+    "add_preserve_color",
+    "add_quiet",
+    "add_rule",
+    "add_seed",
+    "add_size",
+    "add_steps",
+    "add_styles",
+    "add_weights",
+    "count",
+    "device_name",
+    "fraction",
+    "non_negative_float",
+    "parse_size",
+    "positive_float",
+    "precision_name",
+    "size_spec",
+]
+
+#: Every spelling ``--precision`` accepts -> its canonical name.
+PRECISION_ALIASES: dict[str, str] = {
+    "auto": "auto",
+    "fp32": "fp32",
+    "float32": "fp32",
+    "float": "fp32",
+    "bf16": "bf16",
+    "bfloat16": "bf16",
+    "fp16": "fp16",
+    "float16": "fp16",
+    "half": "fp16",
+}
+
+#: Colour preservation, the same four choices in every command that stylises.
+PRESERVE_COLOR_CHOICES = ("none", "luminance", "histogram", "mean-cov")
+
+#: How a word of several tokens is mapped: mean of its tokens (DAAM) or first token.
+TOKEN_RULES = ("mean", "first")
+
+_DEVICE_PATTERN = re.compile(r"(auto|cpu|mps|cuda(:\d+)?)")
+_SIZE_PATTERN = re.compile(r"\s*(\d+)\s*(?:[x×X]\s*(\d+))?\s*")
+
+
+# --------------------------------------------------------------------------- value types
+
+
+def precision_name(text: str) -> str:
+    """argparse type of ``--precision``: any alias -> ``auto|fp32|bf16|fp16``."""
+    name = PRECISION_ALIASES.get(text.strip().lower())
+    if name is None:
+        raise argparse.ArgumentTypeError(
+            f"unknown precision '{text}' (valid: {', '.join(PRECISION_CHOICES)}; "
+            "also float32, bfloat16, float16, half)"
+        )
+    return name
+
+
+def device_name(text: str) -> str:
+    """argparse type of ``--device``: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``."""
+    name = text.strip().lower()
+    if not _DEVICE_PATTERN.fullmatch(name):
+        raise argparse.ArgumentTypeError(
+            f"unknown device '{text}' "
+            f"(valid: {', '.join(DEVICE_CHOICES)}, or cuda:N such as cuda:1)"
+        )
+    return name
+
+
+def count(minimum: int = 1) -> Callable[[str], int]:
+    """argparse type: a whole number ≥ ``minimum``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be {minimum} or more, got {value}")
+        return value
+
+    parse.__name__ = f"count≥{minimum}"
+    return parse
+
+
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got '{text}'")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    value = _number(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """argparse type: a finite number ≥ 0."""
+    value = _number(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
+def fraction(text: str) -> float:
+    """argparse type: a number in [0, 1]."""
+    value = _number(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
+
+
+def parse_size(text: str) -> tuple[int, int | None]:
+    """``"512"`` -> ``(512, None)`` (long side); ``"768x1024"`` -> ``(768, 1024)`` (H, W).
+
+    Raises:
+        ValueError: not of the form ``N`` or ``HxW`` with positive whole numbers.
+    """
+    match = _SIZE_PATTERN.fullmatch(str(text))
+    if not match:
+        raise ValueError(f"expected N (long side) or HxW such as 768x1024, got '{text}'")
+    first, second = int(match.group(1)), match.group(2)
+    if first < 1 or (second is not None and int(second) < 1):
+        raise ValueError(f"sizes must be 1 pixel or more, got '{text}'")
+    return first, (int(second) if second is not None else None)
+
+
+def size_spec(text: str) -> tuple[int, int | None]:
+    """argparse type of ``--size``: see :func:`parse_size`."""
+    try:
+        return parse_size(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+# --------------------------------------------------------------------------- help
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the epilog's line breaks and shows every option's default in ``--help``.
+
+    A default is added unless the help already mentions it, or it is ``None``/``False``
+    (an option that is off unless given).
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.help is argparse.SUPPRESS or "default" in text:
+            return text
+        if action.default in (None, False, argparse.SUPPRESS) or not action.option_strings:
+            return text
+        return f"{text} (default: %(default)s)" if text else "(default: %(default)s)"
+
+
+# --------------------------------------------------------------------------- deprecations
+
+
+class DeprecatedAlias(argparse.Action):
+    """An old spelling of a flag: stores into the new flag's ``dest`` and warns once.
+
+    Use through :func:`add_deprecated`; ``--help`` does not list it.
+    """
+
+    def __init__(self, option_strings: Sequence[str], dest: str, *, new: str, **kwargs: Any):
+        self.new = new
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):  # type: ignore[override]
+        print(
+            f"warning: {option_string} is deprecated and will be removed in the next release; "
+            f"use {self.new}",
+            file=sys.stderr,
+        )
+        if self.nargs == 0:
+            values = self.const
+        setattr(namespace, self.dest, values)
+
+
+def add_deprecated(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    old: str,
+    *,
+    dest: str,
+    new: str,
+    **kwargs: Any,
+) -> None:
+    """Accept ``old`` as a hidden, warning alias of the flag ``new`` (same ``dest``)."""
+    parser.add_argument(
+        old, dest=dest, action=DeprecatedAlias, new=new, help=argparse.SUPPRESS, **kwargs
+    )
+
+
+# --------------------------------------------------------------------------- groups
+
+
+def add_output(
+    parser: argparse.ArgumentParser, what: str = "output image (.png, .jpg, .webp)"
+) -> None:
+    """``-o/--output`` (required)."""
+    parser.add_argument("-o", "--output", required=True, metavar="PATH", help=what)
+
+
+def add_quiet(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``-q/--quiet``: no progress and no third-party messages (``--no-progress``: alias)."""
+    parser.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="no progress bar and no library warnings; errors are still printed",
+    )
+    add_deprecated(parser, "--no-progress", dest="quiet", new="-q/--quiet", nargs=0, const=True)
+
+
+def add_device(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``--device auto|cpu|cuda|cuda:N|mps``."""
+    parser.add_argument(
+        "--device",
+        type=device_name,
+        default="auto",
+        metavar="DEVICE",
+        help="auto, cpu, cuda, cuda:N or mps (default: %(default)s: CUDA, then MPS, then CPU)",
+    )
+
+
+def add_precision(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    *,
+    default: str = "auto",
+    what: str = "compute precision",
+    auto: str = "bf16 where the device computes it fast, else fp32",
+    dtype_alias: bool = False,
+) -> None:
+    """``--precision auto|fp32|bf16|fp16`` (aliases accepted); ``--dtype`` as old spelling."""
+    parser.add_argument(
+        "--precision",
+        type=precision_name,
+        default=default,
+        metavar="{auto,fp32,bf16,fp16}",
+        help=f"{what} (default: %(default)s; auto: {auto})",
+    )
+    if dtype_alias:
+        add_deprecated(parser, "--dtype", dest="precision", new="--precision", type=precision_name)
+
+
+def add_seed(parser: argparse.ArgumentParser | argparse._ArgumentGroup, default: int = 0) -> None:
+    """``--seed N``: the same seed gives the same result."""
+    parser.add_argument(
+        "--seed", type=int, default=default, help="random seed (default: %(default)s)"
+    )
+
+
+def add_steps(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    *,
+    default: int | None,
+    what: str = "steps",
+    minimum: int = 1,
+    flag: str = "--steps",
+) -> None:
+    """``--steps N`` (a count ≥ ``minimum``); the help says ``what`` is counted."""
+    parser.add_argument(
+        flag,
+        type=count(minimum),
+        default=default,
+        metavar="N",
+        help=f"{what} (default: %(default)s)",
+    )
+
+
+def add_size(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    *,
+    default: str | None,
+    what: str = "long side of the output in pixels",
+    exact: bool = False,
+) -> None:
+    """``--size N`` (long side) or, where ``exact``, also ``--size HxW``.
+
+    The parsed value is ``(first, second)`` from :func:`parse_size`, or the default.
+    """
+    forms = "N or HxW" if exact else "N"
+    parsed: tuple[int, int | None] | int | None = None
+    if default is not None:
+        parsed = parse_size(default) if exact else parse_size(default)[0]
+    parser.add_argument(
+        "--size",
+        type=size_spec if exact else _long_side,
+        default=parsed,
+        metavar=forms,
+        help=f"{what} (default: {default if default is not None else 'see below'})",
+    )
+
+
+def _long_side(text: str) -> int:
+    first, second = size_spec(text)
+    if second is not None:
+        raise argparse.ArgumentTypeError(
+            f"expected one number (the long side), got '{text}'; the aspect ratio is kept"
+        )
+    return first
+
+
+def add_memory_limit(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``--memory-limit GIB``: the memory a run may plan to use (0: no check)."""
+    parser.add_argument(
+        "--memory-limit",
+        type=non_negative_float,
+        default=None,
+        metavar="GIB",
+        help="refuse before starting if the estimated memory exceeds this many GiB "
+        "(default: the device's available memory; 0: no check)",
+    )
+
+
+def add_weights(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    what: str = "pretrained network",
+    flag: str = "--weights",
+) -> None:
+    """``--weights PATH``: a local copy of the weight file the command would download."""
+    parser.add_argument(
+        flag,
+        default=None,
+        metavar="PATH",
+        help=f"local file of the {what} (default: the cache; downloaded on first use)",
+    )
+
+
+def add_styles(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    *,
+    required: bool = False,
+    what: str = "style image(s)",
+    weights: bool = True,
+) -> None:
+    """``--style A [B ...]`` (repeatable) and ``--style-weights 0.7,0.3``.
+
+    The style list lands in ``args.style`` (``None`` when not given); weights in
+    ``args.style_weights``.
+    """
+    from brushwork.cli.argtypes import floats
+
+    parser.add_argument(
+        "--style",
+        nargs="+",
+        action="extend",
+        required=required,
+        default=None,
+        metavar="IMAGE",
+        help=f"{what}; several styles: --style A B or --style A --style B",
+    )
+    if weights:
+        parser.add_argument(
+            "--style-weights",
+            type=floats,
+            default=None,
+            metavar="W,...",
+            help="one weight per style, e.g. 0.7,0.3 (default: equal)",
+        )
+        add_deprecated(
+            parser, "--style-blend", dest="style_weights", new="--style-weights", type=floats
+        )
+
+
+def add_preserve_color(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    choices: Sequence[str] = PRESERVE_COLOR_CHOICES,
+) -> None:
+    """``--preserve-color none|luminance|histogram|mean-cov`` (bare flag: luminance)."""
+    parser.add_argument(
+        "--preserve-color",
+        nargs="?",
+        choices=tuple(choices),
+        const="luminance",
+        default="none",
+        help="keep the content's colours: luminance-only transfer, or match the style's "
+        "colours to the content by histogram or mean/covariance "
+        "(default: %(default)s; the bare flag means luminance)",
+    )
+
+
+def add_model(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    *,
+    default: str | None,
+    what: str = "diffusion model: Hub id or local folder",
+) -> None:
+    """``--model ID|FOLDER`` for the diffusion commands."""
+    parser.add_argument(
+        "--model",
+        default=default,
+        metavar="ID|FOLDER",
+        help=f"{what} (default: {default or 'see below'})",
+    )
+
+
+def add_rule(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``--rule mean|first``: how a word of several tokens is mapped."""
+    parser.add_argument(
+        "--rule",
+        choices=TOKEN_RULES,
+        default="mean",
+        help="a word of several tokens: mean of its tokens' maps (DAAM) or the first "
+        "token's (default: %(default)s)",
+    )
