@@ -31,8 +31,19 @@ def offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
 
 
 def transfer(files: dict[str, Path], *extra: str, style: Path | None = None, styles=()) -> int:
-    argv = ["transfer", str(files["content"]), str(style or files["style"]), *map(str, styles)]
-    argv += ["-o", str(files["out"]), "--size", "32", "--steps", "3", "--device", "cpu", "-q"]
+    argv = ["transfer", str(files["content"]), "--style", str(style or files["style"])]
+    argv += [
+        *map(str, styles),
+        "-o",
+        str(files["out"]),
+        "--size",
+        "32",
+        "--steps",
+        "3",
+        "--device",
+        "cpu",
+        "-q",
+    ]
     argv += ["--weights", str(files["weights"]), *extra]
     return main(argv)
 
@@ -57,7 +68,7 @@ def test_transfer_writes_the_image_and_intermediates(files):
 def test_two_styles_with_blend_and_luminance_preservation(files):
     code = transfer(
         files,
-        "--style-blend",
+        "--style-weights",
         "0.7,0.3",
         "--preserve-color",
         "luminance",
@@ -110,17 +121,34 @@ def test_output_equal_to_an_input_is_refused(files, capsys):
     [
         (["--style-layers", "relu1_1,relu9_1"], "relu9_1"),
         (["--content-layers", "relu4_22"], "did you mean 'relu4_2'"),
-        (["--style-weight", "-1"], "--style-weight"),
-        (["--content-weight", "-0.5"], "--content-weight"),
-        (["--steps", "-3"], "--steps"),
-        (["--save-every", "-1"], "--save-every"),
-        (["--style-blend", "0.5,0.5"], "--style-blend"),
-        (["--pyramid-threshold", "-1"], "--pyramid-threshold"),
+        (["--style-weights", "0.5,0.5"], "--style-weights"),
+        (["--coarse-share", "1"], "--coarse-share"),
     ],
 )
 def test_bad_settings(files, capsys, flags, needle):
     assert transfer(files, *flags) == 1
     assert needle in one_line_error(capsys)
+    assert not files["out"].exists()
+
+
+@pytest.mark.parametrize(
+    ("flags", "needle"),
+    [
+        (["--style-weight", "-1"], "--style-weight"),
+        (["--content-weight", "-0.5"], "--content-weight"),
+        (["--steps", "-3"], "--steps"),
+        (["--steps", "0"], "--steps"),
+        (["--save-every", "-1"], "--save-every"),
+        (["--pyramid-threshold", "-1"], "--pyramid-threshold"),
+        (["--size", "0"], "--size"),
+        (["--lbfgs-history", "0"], "--lbfgs-history"),
+    ],
+)
+def test_bad_values_are_usage_errors(files, capsys, flags, needle):
+    with pytest.raises(SystemExit) as exit_info:
+        transfer(files, *flags)
+    assert exit_info.value.code == 2
+    assert needle in capsys.readouterr().err
     assert not files["out"].exists()
 
 
@@ -138,7 +166,8 @@ def test_unknown_option_suggests_the_nearest(files, capsys):
 
 
 def test_missing_weights_offline_say_how_to_provide_them(files, capsys):
-    argv = ["transfer", str(files["content"]), str(files["style"]), "-o", str(files["out"])]
+    argv = ["transfer", str(files["content"]), "--style", str(files["style"])]
+    argv += ["-o", str(files["out"])]
     assert main([*argv, "--size", "32", "--steps", "1", "--device", "cpu", "-q"]) == 1
     err = capsys.readouterr().err
     assert "Traceback" not in err

@@ -8,7 +8,13 @@ import torch
 from brushwork.errors import ConfigError, OptimisationError
 from brushwork.image import resize_long_side, rgb_to_yiq
 from brushwork.transfer import GatysSettings, gatys
-from brushwork.transfer.gatys import pyramid_sizes
+from brushwork.transfer.gatys import (
+    describe_schedule,
+    estimate_memory,
+    pyramid_sizes,
+    split_steps,
+    step_schedule,
+)
 
 
 def run(content, styles, vgg19, **overrides):
@@ -99,7 +105,7 @@ def test_mask_regions_get_their_own_style_statistics(vgg19):
 
 
 def test_pyramid_levels_and_steps(content_image, style_image, vgg19):
-    settings = GatysSettings(size=64, steps=5, coarse_steps=3, pyramid="on", pyramid_min_size=16)
+    settings = GatysSettings(size=64, steps=11, coarse_steps=3, pyramid="on", pyramid_min_size=16)
     seen = []
     result = gatys(
         content_image,
@@ -154,7 +160,7 @@ def test_non_finite_inputs_are_refused(content_image, style_image, vgg19):
         ({"style_weight": -1.0}, "--style-weight must be a non-negative"),
         ({"steps": -5}, "--steps must be 0 or more"),
         ({"content_layers": ("relu4_22",)}, "did you mean 'relu4_2'"),
-        ({"style_blend": (0.5, 0.3, 0.2)}, "--style-blend has 3 weights"),
+        ({"style_blend": (0.5, 0.3, 0.2)}, "--style-weights has 3 weights"),
         ({"optimizer": "sgd"}, "--optimizer must be one of"),
     ],
 )
@@ -173,3 +179,40 @@ def test_mask_of_the_wrong_size_is_refused(content_image, style_image, vgg19):
             encoder=vgg19,
             device="cpu",
         )
+
+
+def test_steps_are_the_total_over_all_levels(content_image, style_image, vgg19):
+    settings = GatysSettings(size=64, steps=9, pyramid="on", pyramid_min_size=16)
+    square = style_image[:, :, 10:53]
+    result = gatys(content_image, square, settings=settings, encoder=vgg19, device="cpu")
+    assert sum(level[2] for level in result.levels) == 9 == len(result.losses)
+    assert [level[2] for level in result.levels] == [2, 3, 4]  # floor(9 × 0.6) = 5 coarse
+
+
+@pytest.mark.parametrize(
+    ("total", "levels", "expected"),
+    [(80, 3, [24, 24, 32]), (80, 1, [80]), (1, 3, [0, 0, 1]), (7, 3, [2, 2, 3]), (0, 2, [0, 0])],
+)
+def test_split_steps_rule(total, levels, expected):
+    assert split_steps(total, levels, GatysSettings()) == expected
+    assert sum(expected) == total
+
+
+def test_coarse_steps_are_capped_by_the_total():
+    settings = GatysSettings(coarse_steps=150)
+    assert split_steps(80, 3, settings) == [39, 40, 1]
+    assert split_steps(400, 3, settings) == [150, 150, 100]
+
+
+def test_schedule_drops_empty_levels_and_describes_itself():
+    settings = GatysSettings(size=512, steps=2)
+    schedule = step_schedule((384, 512), settings)
+    assert schedule == [(256, 1), (512, 1)]
+    assert describe_schedule(schedule) == "256 px × 1, 512 px × 1 = 2 steps"
+
+
+def test_memory_estimate_grows_with_the_size():
+    small = estimate_memory((300, 400), GatysSettings(size=256), style_sizes=[(300, 300)])
+    large = estimate_memory((300, 400), GatysSettings(size=512), style_sizes=[(300, 300)])
+    assert 100 * 1024**2 < small < large < 4 * 1024**3
+    assert estimate_memory((300, 400), GatysSettings(size=20000)) > 1000 * 1024**3

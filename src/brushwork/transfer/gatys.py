@@ -31,7 +31,7 @@ import contextlib
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 import torch.nn.functional as F
@@ -57,7 +57,8 @@ class GatysSettings:
 
     Attributes:
         size: long side of the output in pixels (``None``: the content's size).
-        steps: optimisation steps (loss evaluations) at the full size.
+        steps: optimisation steps (loss evaluations) in total, over all pyramid
+            levels (see :func:`step_schedule` for how they are shared out).
         optimizer: ``"lbfgs"`` (default) or ``"adam"`` (less memory).
         learning_rate: step size; ``None`` means 1.0 for L-BFGS and 0.02 for Adam.
         init: start from the ``"content"`` image, the ``"style"`` image or
@@ -74,7 +75,10 @@ class GatysSettings:
         pyramid: coarse-to-fine optimisation: ``"auto"`` (when the output has
             more than ``pyramid_threshold`` pixels), ``"on"`` or ``"off"``.
         pyramid_min_size: long side of the coarsest level.
-        coarse_steps: steps at each coarser level.
+        coarse_share: the fraction of ``steps`` the coarser levels get together,
+            split evenly among them; the full-size level gets the rest.
+        coarse_steps: if set, the steps each coarser level asks for instead of the
+            share; still taken out of ``steps`` (the full-size level keeps at least one).
         encoder: ``"vgg19"`` or ``"vgg16"``; pooling: ``"max"`` or ``"avg"``.
         precision: compute dtype of the network: ``"auto"``, ``"fp32"``,
             ``"bf16"`` or ``"fp16"`` (see :func:`brushwork.devices.resolve_precision`).
@@ -85,7 +89,7 @@ class GatysSettings:
     """
 
     size: int | None = 512
-    steps: int = 80
+    steps: int = 200
     optimizer: str = "lbfgs"
     learning_rate: float | None = None
     init: str = "content"
@@ -101,7 +105,8 @@ class GatysSettings:
     pyramid: str = "auto"
     pyramid_threshold: int = 300 * 300
     pyramid_min_size: int = 128
-    coarse_steps: int = 150
+    coarse_share: float = 0.6
+    coarse_steps: int | None = None
     encoder: str = "vgg19"
     pooling: str = "max"
     precision: str = "auto"
@@ -121,9 +126,14 @@ class GatysSettings:
                 raise ConfigError(f"{_flag(name)} must be a non-negative number, got {value}")
         if self.style_scale == 0:
             raise ConfigError("--style-scale must be greater than 0")
-        for name in ("steps", "coarse_steps"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{_flag(name)} must be 0 or more, got {getattr(self, name)}")
+        if self.steps < 0:
+            raise ConfigError(f"--steps must be 0 or more, got {self.steps}")
+        if self.coarse_steps is not None and self.coarse_steps < 0:
+            raise ConfigError(f"--coarse-steps must be 0 or more, got {self.coarse_steps}")
+        if not (math.isfinite(self.coarse_share) and 0 <= self.coarse_share < 1):
+            raise ConfigError(
+                f"--coarse-share must be at least 0 and below 1, got {self.coarse_share}"
+            )
         if self.size is not None and self.size < 16:
             raise ConfigError(f"--size must be at least 16 pixels, got {self.size}")
         if self.pyramid_threshold < 0:
@@ -156,12 +166,12 @@ class GatysSettings:
         if self.style_blend is not None:
             if len(self.style_blend) != num_styles:
                 raise ConfigError(
-                    f"--style-blend has {len(self.style_blend)} weights but "
+                    f"--style-weights has {len(self.style_blend)} weights but "
                     f"{num_styles} style image(s) were given"
                 )
-            _non_negative("--style-blend weight", self.style_blend)
+            _non_negative("--style-weights weight", self.style_blend)
             if sum(self.style_blend) <= 0:
-                raise ConfigError("--style-blend weights must not all be zero")
+                raise ConfigError("--style-weights must not all be zero")
 
 
 def _flag(attribute: str) -> str:
@@ -248,6 +258,156 @@ def pyramid_sizes(size: int, pixels: int, settings: GatysSettings) -> list[int]:
     return sizes
 
 
+def split_steps(total: int, levels: int, settings: GatysSettings) -> list[int]:
+    """Share ``total`` steps out over ``levels`` pyramid levels, coarsest first.
+
+    The rule: the coarser levels together get ``floor(total × coarse_share)`` steps
+    (or ``coarse_steps`` each, when set), never more than ``total − 1``, so the
+    full-size level always keeps at least one step and the sum is exactly ``total``.
+    The coarse budget is split evenly; a remainder goes to the finer coarse levels,
+    so a level that gets 0 steps is always a coarsest one (and is dropped by
+    :func:`step_schedule`). ``total = 0`` gives 0 steps everywhere.
+    """
+    if levels <= 1 or total == 0:
+        return [0] * (levels - 1) + [total]
+    coarse_levels = levels - 1
+    if settings.coarse_steps is not None:
+        coarse_budget = settings.coarse_steps * coarse_levels
+    else:
+        coarse_budget = math.floor(total * settings.coarse_share)
+    coarse_budget = min(coarse_budget, total - 1)
+    base, extra = divmod(coarse_budget, coarse_levels)
+    coarse = [base + (1 if index >= coarse_levels - extra else 0) for index in range(coarse_levels)]
+    return [*coarse, total - coarse_budget]
+
+
+def step_schedule(
+    content_size: tuple[int, int],
+    settings: GatysSettings,
+    *,
+    smallest_side: int | None = None,
+    min_side: int | None = None,
+) -> list[tuple[int, int]]:
+    """The (long side, steps) of each level, coarsest first; the steps sum to ``settings.steps``.
+
+    Args:
+        content_size: (height, width) of the content image before resizing.
+        settings: the run's settings (``size``, ``steps``, pyramid settings).
+        smallest_side: the smallest side of any image (content or style) at full size;
+            with ``min_side``, coarse levels at which it would be below ``min_side``
+            pixels (too small for the deepest layer) are left out.
+        min_side: the smallest input side the network needs (default: computed from
+            the settings' layers, 2 ** pools before the deepest layer).
+
+    Levels that would get no step are left out; the full-size level is always there.
+    """
+    height, width = _output_size(content_size, settings.size)
+    sizes = pyramid_sizes(max(height, width), height * width, settings)
+    if min_side is None:
+        min_side = min_input_side(settings)
+    smallest = min(height, width) if smallest_side is None else smallest_side
+    sizes = [size for size in sizes if smallest * size // sizes[-1] >= min_side] or [sizes[-1]]
+    steps = split_steps(settings.steps, len(sizes), settings)
+    schedule = [(size, count) for size, count in zip(sizes, steps, strict=True) if count > 0]
+    return schedule or [(sizes[-1], 0)]
+
+
+def planned_schedule(
+    content_size: tuple[int, int],
+    style_sizes: Sequence[tuple[int, int]],
+    settings: GatysSettings,
+) -> list[tuple[int, int]]:
+    """The schedule :func:`gatys` will run for images of these (height, width) sizes.
+
+    Styles are scaled to ``style_scale`` × the output's long side, as :func:`gatys`
+    does, so that levels too small for any image are left out the same way.
+    """
+    height, width = _output_size(content_size, settings.size)
+    smallest = min(height, width)
+    for style_height, style_width in style_sizes:
+        long_side = max(1, round(max(height, width) * settings.style_scale))
+        scale = long_side / max(style_height, style_width)
+        smallest = min(smallest, max(1, round(min(style_height, style_width) * scale)))
+    return step_schedule(content_size, settings, smallest_side=smallest)
+
+
+def describe_schedule(schedule: Sequence[tuple[int, int]]) -> str:
+    """``"256 px × 40, 512 px × 40 = 80 steps"`` for a :func:`step_schedule`."""
+    parts = ", ".join(f"{size} px × {steps}" for size, steps in schedule)
+    return f"{parts} = {sum(steps for _size, steps in schedule)} steps"
+
+
+def min_input_side(settings: GatysSettings) -> int:
+    """Smallest image side the settings' layers need: 2 ** (pools before the deepest layer)."""
+    names = vgg_layer_names(settings.encoder)
+    deepest = max(names.index(n) for n in (*settings.content_layers, *settings.style_layers))
+    return 2 ** sum(1 for name in names[:deepest] if name.startswith("pool"))
+
+
+def _output_size(content_size: tuple[int, int], size: int | None) -> tuple[int, int]:
+    """(height, width) of the output: the content's aspect with long side ``size``."""
+    height, width = content_size
+    if size is None:
+        return height, width
+    scale = size / max(height, width)
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+#: Channels of each VGG block (VGG-16 and VGG-19 alike).
+_VGG_BLOCK_CHANNELS = (64, 128, 256, 512, 512)
+
+
+def _activation_elements(height: int, width: int, settings: GatysSettings) -> int:
+    """Elements of every VGG activation up to the deepest layer used, for one image."""
+    names = vgg_layer_names(settings.encoder)
+    deepest = max(names.index(n) for n in (*settings.content_layers, *settings.style_layers))
+    total, h, w = 0, height, width
+    for name in names[: deepest + 1]:
+        if name.startswith("pool"):
+            h, w = max(1, h // 2), max(1, w // 2)
+        total += _VGG_BLOCK_CHANNELS[int(name[4]) - 1] * h * w  # conv3_2, relu3_2, pool3: block 3
+    return total
+
+
+def estimate_memory(
+    content_size: tuple[int, int],
+    settings: GatysSettings,
+    *,
+    style_sizes: Sequence[tuple[int, int]] = (),
+) -> int:
+    """A rough upper estimate of the bytes a :func:`gatys` run needs at full size.
+
+    The formula (4 bytes per float32 value, 2 for bf16/fp16 activations; ``A(h, w)`` =
+    the elements of every VGG activation up to the deepest layer used, ≈ 650 per pixel
+    of the image for VGG-19 to relu5_1)::
+
+        2 · A(output) · act_bytes      forward activations kept for backward, and their
+                                       gradients during the backward pass
+      + A(style) · act_bytes           each style's forward pass (its Gram targets)
+      + (2 · history + 6) · 3 · H · W · 4   L-BFGS: the s/y history pairs, pixels,
+                                       gradient, direction and the best point (Adam: 4)
+      + 80 MiB                         the VGG weights
+
+    The coarse levels are smaller, so the full-size level is the peak.
+
+    Args:
+        content_size: (height, width) of the content image (before resizing).
+        settings: the run's settings.
+        style_sizes: (height, width) of each style image (before resizing).
+    """
+    height, width = _output_size(content_size, settings.size)
+    act_bytes = 2 if settings.precision in ("bf16", "fp16") else 4
+    total = 2 * _activation_elements(height, width, settings) * act_bytes
+    for style_height, style_width in style_sizes:
+        scale = max(height, width) * settings.style_scale / max(style_height, style_width)
+        style_h = max(1, round(style_height * scale))
+        style_w = max(1, round(style_width * scale))
+        total += _activation_elements(style_h, style_w, settings) * act_bytes
+    buffers = 2 * settings.lbfgs_history + 6 if settings.optimizer == "lbfgs" else 4
+    total += buffers * 3 * height * width * 4
+    return int(total + 80 * 1024**2)
+
+
 def gatys(
     content: torch.Tensor,
     styles: torch.Tensor | Sequence[torch.Tensor],
@@ -324,11 +484,13 @@ def gatys(
     height, width = content.shape[-2:]
     min_side = encoder.min_input_size(layers)
     _check_large_enough(content, style_list, min_side, layers)
-    sizes = pyramid_sizes(max(height, width), height * width, settings)
     # Coarse levels at which an image would be smaller than the network needs are skipped.
     smallest = min(min(image.shape[-2:]) for image in (content, *style_list))
-    sizes = [size for size in sizes if smallest * size // sizes[-1] >= min_side]
-    level_steps = [settings.coarse_steps] * (len(sizes) - 1) + [settings.steps]
+    schedule = step_schedule(
+        (height, width), replace(settings, size=None), smallest_side=smallest, min_side=min_side
+    )
+    sizes = [size for size, _steps in schedule]
+    level_steps = [steps for _size, steps in schedule]
     history = _History(total_steps=sum(level_steps), callback=callback, finish=finish)
     pixels = None
     final_loss = float("nan")
