@@ -42,18 +42,18 @@ def tiny(tmp_path: Path):
 
 def _status_of(out: str, name: str) -> str:
     row = next(line for line in out.splitlines() if line.split()[:1] == [name])
-    return row.split()[3]
+    return row.split()[4]
 
 
 def test_list_shows_names_and_status(capsys, tiny):
     assert main(["weights", "list"]) == 0
     out = capsys.readouterr().out
-    assert out.splitlines()[0].split() == ["NAME", "FILE", "MiB", "STATUS", "PATH"]
+    assert out.splitlines()[0].split() == ["NAME", "KIND", "SOURCE", "MiB", "STATUS", "PATH"]
     for name in ("vgg19", "vgg16", "tiny-cli"):
         assert _status_of(out, name) == "missing"
     assert "vgg19-dcbb9e9d.pth" in out and " 548 " in out
 
-    assert main(["weights", "download", "tiny-cli", "--no-progress"]) == 0
+    assert main(["weights", "download", "tiny-cli", "-q"]) == 0
     capsys.readouterr()
     assert main(["weights", "list"]) == 0
     out = capsys.readouterr().out
@@ -93,6 +93,7 @@ def test_download_from_file_url(capsys, tiny, isolated):
     os.utime(target, ns=(before - 10**9, before - 10**9))
     assert main(["weights", "download", "tiny-cli", "--force", "--no-progress"]) == 0
     assert target.stat().st_mtime_ns != before - 10**9  # replaced by a fresh download
+    assert "--no-progress is deprecated" in capsys.readouterr().err
 
 
 def test_download_needs_names(capsys):

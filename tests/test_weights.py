@@ -480,3 +480,17 @@ def test_hint_without_a_command_names_no_flag(isolated, monkeypatch):
     with pytest.raises(WeightsError) as info:
         weights.resolve("vgg19")
     assert "pass its path" in str(info.value) and "--weights" not in str(info.value)
+
+
+@pytest.mark.parametrize("name", ["adain-vgg-normalised", "adain-decoder", "vgg19"])
+def test_published_files_resolve_by_explicit_path_or_folder(name, tmp_path, isolated):
+    spec = weights.get(name)
+    own = tmp_path / "own-copy.pth"
+    own.write_bytes(b"x")
+    assert weights.resolve(name, path=own, download=False) == own
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / spec.filename).write_bytes(b"x")
+    assert weights.resolve(name, path=folder, download=False) == folder / spec.filename
+    with pytest.raises(WeightsError, match="does not exist"):
+        weights.resolve(name, path=tmp_path / "absent.pth", download=False)

@@ -44,20 +44,31 @@ if TYPE_CHECKING:
     import torch
 
 __all__ = [
+    "BUNDLES",
     "ENV_OFFLINE",
     "ENV_WEIGHTS_DIR",
+    "HUB_MODELS",
     "REGISTRY",
+    "HubModel",
     "WeightFile",
+    "all_names",
+    "bundle",
     "cache_dir",
     "download",
+    "download_hub",
     "expected_cache_path",
     "file_env_var",
     "flag_for",
     "flag_hints",
     "get",
+    "get_hub",
+    "hub_name_of",
+    "hub_status",
+    "is_hub",
     "is_offline",
     "load_state_dict",
     "register",
+    "register_hub",
     "resolve",
     "sha256_file",
     "status",
@@ -273,15 +284,224 @@ register(
 )
 
 
+# --------------------------------------------------------------------------- Hub models
+
+
+@dataclass(frozen=True)
+class HubModel:
+    """A Hugging Face Hub model repo brushwork loads with ``from_pretrained``.
+
+    Hub models live in the Hugging Face cache (see :mod:`brushwork.hub`), not in the
+    torch cache. ``allow_patterns`` / ``ignore_patterns`` limit ``brushwork weights
+    download`` to the files brushwork loads (e.g. the diffusers layout of a pipeline,
+    not its single-file checkpoints).
+    """
+
+    name: str
+    repo_id: str
+    description: str
+    used_by: str
+    #: An estimate of the download (the files ``allow_patterns`` selects), for messages.
+    size_bytes: int | None = None
+    allow_patterns: tuple[str, ...] | None = None
+    ignore_patterns: tuple[str, ...] | None = None
+
+    @property
+    def size_text(self) -> str:
+        """The estimated download size for messages, or "unknown size"."""
+        if self.size_bytes is None:
+            return "unknown size"
+        if self.size_bytes >= 1 << 30:
+            return f"≈{self.size_bytes / (1 << 30):.1f} GiB"
+        return f"≈{self.size_bytes / _MIB:.0f} MiB"
+
+
+#: Registry name -> Hub model. Names are distinct from :data:`REGISTRY`'s.
+HUB_MODELS: dict[str, HubModel] = {}
+
+
+def register_hub(model: HubModel) -> HubModel:
+    """Add ``model`` to :data:`HUB_MODELS`; raises ``ValueError`` if the name is taken."""
+    if model.name in HUB_MODELS or model.name in REGISTRY:
+        raise ValueError(f"weights {model.name!r} are already registered")
+    HUB_MODELS[model.name] = model
+    return model
+
+
+# The diffusers layout that brushwork.diffusion.pipelines loads (no variant): configs,
+# tokenizers and the components' safetensors, without the repos' single-file checkpoints.
+_PIPELINE_FILES = (
+    "*.json",
+    "*.txt",
+    "*/diffusion_pytorch_model*.safetensors",
+    "*/model*.safetensors",
+)
+_PIPELINE_SKIP = ("*non_ema*", "*.ckpt", "*.bin", "*.msgpack", "*.onnx", "*.onnx_data")
+
+register_hub(
+    HubModel(
+        name="sd-1.5",
+        repo_id="stable-diffusion-v1-5/stable-diffusion-v1-5",
+        description="Stable Diffusion 1.5 pipeline (512 px)",
+        used_by="attend, edit, generate (default model)",
+        size_bytes=int(4.0 * (1 << 30)),
+        allow_patterns=_PIPELINE_FILES,
+        ignore_patterns=_PIPELINE_SKIP,
+    )
+)
+register_hub(
+    HubModel(
+        name="sd-2.1",
+        repo_id="stabilityai/stable-diffusion-2-1",
+        description="Stable Diffusion 2.1 pipeline (768 px, v-prediction)",
+        used_by="attend, edit, generate (--model)",
+        size_bytes=int(4.8 * (1 << 30)),
+        allow_patterns=_PIPELINE_FILES,
+        ignore_patterns=_PIPELINE_SKIP,
+    )
+)
+register_hub(
+    HubModel(
+        name="sdxl-base",
+        repo_id="stabilityai/stable-diffusion-xl-base-1.0",
+        description="Stable Diffusion XL base 1.0 pipeline (1024 px)",
+        used_by="study run (default model), generate --sdxl, attend --model",
+        size_bytes=int(13.2 * (1 << 30)),
+        allow_patterns=_PIPELINE_FILES,
+        ignore_patterns=_PIPELINE_SKIP,
+    )
+)
+register_hub(
+    HubModel(
+        name="clip-vit-large",
+        repo_id="openai/clip-vit-large-patch14",
+        description="CLIP ViT-L/14 image and text encoders",
+        used_by="evaluate (clip_* metrics, --clip-model), generate's SGOOL guidance",
+        size_bytes=int(1.6 * (1 << 30)),
+        allow_patterns=("*.json", "*.txt", "*.safetensors"),
+    )
+)
+register_hub(
+    HubModel(
+        name="dino-vitb8",
+        repo_id="facebook/dino-vitb8",
+        description="DINO ViT-B/8 (self-similarity of keys)",
+        used_by="evaluate --edit (structure metric, --dino-model)",
+        size_bytes=330 * _MIB,
+        allow_patterns=("*.json", "*.txt", "*.safetensors", "*.bin"),
+    )
+)
+register_hub(
+    HubModel(
+        name="ip-adapter",
+        repo_id="h94/IP-Adapter",
+        description="IP-Adapter weights for SD 1.5 and SDXL with their CLIP image encoders",
+        used_by="generate --style (IP-Adapter / InstantStyle)",
+        size_bytes=int(6.5 * (1 << 30)),
+        allow_patterns=(
+            "models/ip-adapter_sd15.safetensors",
+            "models/image_encoder/*",
+            "sdxl_models/ip-adapter_sdxl.safetensors",
+            "sdxl_models/image_encoder/*",
+        ),
+        ignore_patterns=("*.bin",),
+    )
+)
+
+#: Named sets of weights, prefetched with ``brushwork weights download --bundle NAME``.
+BUNDLES: dict[str, tuple[str, ...]] = {
+    "transfer": ("vgg19", "adain-vgg-normalised", "adain-decoder"),
+    "diffusion": ("sd-1.5", "sdxl-base", "ip-adapter", "clip-vit-large"),
+    "evaluate": (
+        "alexnet",
+        "lpips-alex",
+        "vgg19",
+        "inception-fid",
+        "inception-art",
+        "clip-vit-large",
+        "dino-vitb8",
+    ),
+}
+
+
+def all_names() -> list[str]:
+    """Every registered name: weight files, then Hub models."""
+    return [*REGISTRY, *HUB_MODELS]
+
+
+def get_hub(name: str) -> HubModel:
+    """The Hub model called ``name`` (or with repo id ``name``); WeightsError if none."""
+    model = HUB_MODELS.get(name) or HUB_MODELS.get(name.strip().lower())
+    if model is None:
+        model = next((m for m in HUB_MODELS.values() if m.repo_id == name), None)
+    if model is None:
+        raise _unknown(name)
+    return model
+
+
+def is_hub(name: str) -> bool:
+    """Whether ``name`` is a registered Hub model (by name or repo id)."""
+    return hub_name_of(name) is not None
+
+
+def hub_name_of(name_or_repo: str) -> str | None:
+    """The registry name of a Hub model given by name or repo id, else ``None``."""
+    if name_or_repo in HUB_MODELS:
+        return name_or_repo
+    return next((m.name for m in HUB_MODELS.values() if m.repo_id == name_or_repo), None)
+
+
+def hub_status(name: str) -> tuple[Path | None, str]:
+    """``(snapshot folder, "cache")`` when the Hub model is cached, else ``(None, "missing")``."""
+    from brushwork.hub import cached_snapshot
+
+    found = cached_snapshot(get_hub(name).repo_id)
+    return (found, "cache") if found is not None else (None, "missing")
+
+
+def bundle(name: str) -> tuple[str, ...]:
+    """The names in bundle ``name``; WeightsError naming the valid bundles if unknown."""
+    if name in BUNDLES:
+        return BUNDLES[name]
+    close = difflib.get_close_matches(name, list(BUNDLES), n=1, cutoff=0.5)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    raise WeightsError(f"unknown bundle '{name}' (valid: {', '.join(BUNDLES)}){hint}")
+
+
+def download_hub(name: str, *, progress: bool = True) -> Path:
+    """Fetch Hub model ``name`` into the Hugging Face cache; returns its snapshot folder."""
+    from brushwork.hub import snapshot_download
+
+    model = get_hub(name)
+    return snapshot_download(
+        model.repo_id,
+        allow_patterns=list(model.allow_patterns) if model.allow_patterns else None,
+        ignore_patterns=list(model.ignore_patterns) if model.ignore_patterns else None,
+        progress=progress,
+    )
+
+
+def _unknown(name: str) -> WeightsError:
+    known = sorted(all_names())
+    close = difflib.get_close_matches(name.lower(), known, n=1, cutoff=0.5)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    return WeightsError(f"unknown weights '{name}' (known: {', '.join(known)}){hint}")
+
+
 def get(name: str) -> WeightFile:
-    """The registry entry called ``name``; WeightsError with a suggestion if there is none."""
+    """The weight file called ``name``; WeightsError with a suggestion if there is none.
+
+    Hub models are looked up with :func:`get_hub`.
+    """
     spec = REGISTRY.get(name) or REGISTRY.get(name.strip().lower())
     if spec is not None:
         return spec
-    known = sorted(REGISTRY)
-    close = difflib.get_close_matches(name.lower(), known, n=1, cutoff=0.5)
-    hint = f"; did you mean '{close[0]}'?" if close else ""
-    raise WeightsError(f"unknown weights '{name}' (known: {', '.join(known)}){hint}")
+    if hub_name_of(name) is not None:
+        raise WeightsError(
+            f"'{name}' is a Hugging Face Hub model, not a weights file; it is kept in the "
+            "Hugging Face cache (see `brushwork weights list`)"
+        )
+    raise _unknown(name)
 
 
 # --------------------------------------------------------------------------- locations
