@@ -39,9 +39,9 @@ def test_edit_cds_writes_result_and_sheet(sd_dir, photo, tmp_path, capsys):
             "--model", str(sd_dir), "--iterations", "2", "--patches", "8", "--sheet"]  # fmt: skip
     assert main(args) == 0
     err = capsys.readouterr().err
-    assert "resized the input from 40×30 to 32×24" in err
-    assert load_image(out).shape == (3, 24, 32)
-    assert load_image(tmp_path / "pig_sheet.png").shape == (3, 24, 32 + 8 + 32)
+    assert "edited at 32×24, resized back to 40×30" in err
+    assert load_image(out).shape == (3, 30, 40)  # the input's size, not the model's
+    assert load_image(tmp_path / "pig_sheet.png").shape == (3, 30, 40 + 8 + 40)
     dds = tmp_path / "pig_dds.png"
     assert main([*args[:7], str(dds), *args[8:], "--method", "dds", "-q"]) == 0
     assert not torch.equal(load_image(out), load_image(dds))
@@ -80,11 +80,13 @@ def test_generate_plain_and_size_errors(sd_dir, tmp_path, capsys):
     assert main(["generate", "a cat", "--steps", "2", "--model", str(sd_dir), "-o", str(out),
                  "-q"]) == 0  # fmt: skip
     assert load_image(out).shape == (3, 32, 32)
-    bad = ["generate", "a cat", "--model", str(sd_dir), "--height", "30", "-o", str(out), "-q"]
+    bad = ["generate", "a cat", "--model", str(sd_dir), "--size", "30", "-o", str(out), "-q"]
     assert main(bad) == 1
-    assert "not a multiple of 4" in capsys.readouterr().err
+    assert "--size 30 is not a multiple of 8 (the VAE's factor); use 24 or 32" in (
+        capsys.readouterr().err
+    )
     assert main(["generate", "a cat", "--style-only", "-o", str(out), "-q"]) == 1
-    assert "need --style-image" in capsys.readouterr().err
+    assert "need --style" in capsys.readouterr().err
 
 
 def test_generate_with_style_image(tmp_path):
@@ -103,10 +105,10 @@ def test_generate_with_style_image(tmp_path):
     style = tmp_path / "starry.png"
     save_image(torch.rand(3, 20, 20, generator=torch.Generator().manual_seed(2)), style)
     out = tmp_path / "cat.png"
-    args = ["generate", "a cat", "--style-image", str(style), "--style-only", "--model",
+    args = ["generate", "a cat", "--style", str(style), "--style-only", "--model",
             str(model_dir), "--ip-adapter", str(adapter), "--ip-adapter-subfolder", "",
-            "--ip-adapter-weight", "ip-adapter.safetensors", "--steps", "2", "--height", "32",
-            "--width", "32", "--sheet", "-q", "-o", str(out)]  # fmt: skip
+            "--ip-adapter-weight", "ip-adapter.safetensors", "--steps", "2", "--size", "32",
+            "--sheet", "-q", "-o", str(out)]  # fmt: skip
     assert main(args) == 0
     assert load_image(out).shape == (3, 32, 32)
     assert load_image(tmp_path / "cat_sheet.png").shape == (3, 20, 20 + 8 + 20)

@@ -40,7 +40,7 @@ def _cli_args(model: Path, out: Path, *extra: str) -> list[str]:
     return [
         "study", "run", "--model", str(model), "--contents", ",".join(CONTENTS),
         "--styles", ",".join(STYLES), "--templates", TEMPLATE_NUMBERS, "--steps", "2",
-        "--size", "32", "--dtype", "float32", "--device", "cpu", "-o", str(out), "-q", *extra,
+        "--size", "32", "--precision", "fp32", "--device", "cpu", "-o", str(out), "-q", *extra,
     ]  # fmt: skip
 
 

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from brushwork.choices import DEVICE_CHOICES
+from brushwork.cli import options
 
 DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 
@@ -17,10 +17,15 @@ EPILOG = f"""examples:
   brushwork attend "a giraffe in the Analytical Cubism style" --words giraffe "Analytical Cubism" \\
           --model stabilityai/stable-diffusion-xl-base-1.0 --steps 30 --seed 7 -o giraffe/
   brushwork attend "a cat and a dog" --words cat dog --threshold 0.5 --quantile -o pets/
+  brushwork attend "a cat" --words cat --size 512x768 --precision fp32 -o cat/
 
 writes into the output folder: image.png, overlay_<word>.png and mask_<word>.png per word,
 sheet.png (image and overlays side by side), and the raw maps (maps.safetensors or
-maps.npy, with maps.json describing them).
+maps.npy, with maps.json describing them). The folder is created only once the maps
+are ready; a failing run leaves nothing behind.
+
+--size N or HxW: sides must be multiples of 8 (the VAE's factor); unset, the model's own
+size. Sizes that cannot fit in memory are refused before loading (--memory-limit).
 
 The model ({DEFAULT_MODEL} unless --model is given) is downloaded from the
 Hugging Face Hub on first use; offline, pass a local folder written by save_pretrained.
@@ -28,15 +33,17 @@ Hugging Face Hub on first use; offline, pass a local folder written by save_pret
 
 MAP_FORMATS = ("safetensors", "npy")
 
+#: No registry weight file: the pipeline comes from --model (a hub id or folder).
+WEIGHT_FLAGS: dict[str, str] = {}
 
 #: One line for ``brushwork --help``.
 HELP = "word attribution maps from cross-attention (DAAM)"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    from brushwork.cli.edit import add_device_precision, add_generated_size
     from brushwork.diffusion.attention import BLOCK_KINDS
     from brushwork.diffusion.maps import COLORMAPS
-    from brushwork.diffusion.tokens import TOKEN_RULES
 
     p = subparsers.add_parser(
         "attend",
@@ -44,69 +51,65 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         description="Generate an image with Stable Diffusion 1.x/2.x/XL and show where each "
         "word of the prompt acts: DAAM maps from the text cross-attention (Tang et al. 2023).",
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("prompt", help="the prompt")
     p.add_argument(
         "--words", nargs="+", required=True, metavar="WORD", help="words or phrases of the prompt"
     )
-    p.add_argument("-o", "--output", required=True, help="output folder")
+    options.add_output(p, what="output folder")
 
     g = p.add_argument_group("generation")
-    g.add_argument("--model", default=DEFAULT_MODEL, help="hub id or local folder (%(default)s)")
-    g.add_argument("--steps", type=int, default=30, help="denoising steps (%(default)s)")
-    g.add_argument("--guidance-scale", type=float, default=None, help="default: the pipeline's own")
-    g.add_argument("--negative-prompt", default=None)
-    g.add_argument("--height", type=int, default=None, help="default: the model's size")
-    g.add_argument("--width", type=int, default=None, help="default: the model's size")
-    g.add_argument("--seed", type=int, default=0, help="(%(default)s)")
-    g.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
+    options.add_model(g, default=DEFAULT_MODEL)
+    options.add_steps(g, default=30, what="denoising steps")
     g.add_argument(
-        "--dtype",
-        choices=("auto", "float32", "float16", "bfloat16"),
-        default="auto",
-        help="model weights (auto: float16 on CUDA, else float32); maps are always float32",
+        "--guidance-scale",
+        type=options.non_negative_float,
+        default=None,
+        help="CFG scale; unset: the pipeline's own",
     )
+    g.add_argument("--negative-prompt", default=None, help="what the image should not show")
+    add_generated_size(g)
+    options.add_seed(g)
+    add_device_precision(g)
 
     m = p.add_argument_group("maps")
-    m.add_argument(
-        "--rule",
-        choices=TOKEN_RULES,
-        default="mean",
-        help="a word of several tokens: mean of its tokens (DAAM) or first token only",
-    )
+    options.add_rule(m)
     m.add_argument(
         "--occurrence",
-        type=int,
+        type=options.count(0),
         default=None,
-        help="use only this occurrence (0-based) of a repeated word; default: all",
+        help="use only this occurrence (0-based) of a repeated word; unset: all",
     )
     m.add_argument(
         "--blocks",
         default="down,up",
-        help=f"UNet parts to record, from {','.join(BLOCK_KINDS)} (%(default)s, as DAAM)",
+        help=f"UNet parts to record, from {','.join(BLOCK_KINDS)} (default: %(default)s, as DAAM)",
     )
     m.add_argument(
         "--factors",
         default=None,
         metavar="F,...",
-        help="only layers whose maps are F times smaller than the grid (1 = full size); "
-        "default: all",
+        help="only layers whose maps are F times smaller than the grid (1 = full size); unset: all",
     )
     m.add_argument(
         "--record-steps",
         default=None,
         metavar="START:END",
-        help="record only denoising steps START..END-1 (0-based); default: all",
+        help="record only denoising steps START..END-1 (0-based); unset: all",
     )
-    m.add_argument("--threshold", type=float, default=0.4, help="mask threshold (%(default)s)")
+    m.add_argument("--threshold", type=options.fraction, default=0.4, help="mask threshold")
     m.add_argument(
         "--quantile",
         action="store_true",
         help="threshold each map at its own quantile instead of a fixed value",
     )
-    m.add_argument("--colormap", choices=COLORMAPS, default="jet")
-    m.add_argument("--alpha", type=float, default=0.5, help="overlay opacity (%(default)s)")
+    m.add_argument("--colormap", choices=COLORMAPS, default="jet", help="overlay colours")
+    m.add_argument(
+        "--overlay-opacity", type=options.fraction, default=0.5, help="opacity of the heat map"
+    )
+    options.add_deprecated(
+        m, "--alpha", dest="overlay_opacity", new="--overlay-opacity", type=options.fraction
+    )
     m.add_argument("--format", choices=MAP_FORMATS, default="safetensors", help="raw maps file")
     m.add_argument(
         "--keep-layers",
@@ -114,7 +117,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help="also save each layer's maps (summed over steps)",
     )
     m.add_argument("--keep-steps", action="store_true", help="also save each step's maps")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    options.add_quiet(p)
     return p
 
 
@@ -150,25 +153,19 @@ def slug(word: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
+    from brushwork.cli.edit import (
+        check_model_folder,
+        check_run_memory,
+        check_sides_for_model,
+        generated_sides,
+        load_checked_pipeline,
+    )
     from brushwork.cli.progress import step_progress
     from brushwork.diffusion.attention import RecordingSettings
-    from brushwork.diffusion.maps import binarize, overlay, sheet
-    from brushwork.diffusion.pipelines import generate_with_maps, load_pipeline
+    from brushwork.diffusion.pipelines import generate_with_maps, user_errors
     from brushwork.diffusion.tokens import prompt_tokens, word_positions
-    from brushwork.errors import ConfigError, OutputPathError
-    from brushwork.image import save_image
+    from brushwork.resources import check_folder_writable
 
-    out = Path(args.output)
-    if out.exists() and not out.is_dir():
-        raise OutputPathError(f"{out} exists and is not a folder")
-    if not out.parent.is_dir():
-        raise OutputPathError(f"the folder {out.parent} does not exist")
-    if args.steps < 1:
-        raise ConfigError(f"--steps must be ≥ 1, got {args.steps}")
-    if not 0 <= args.alpha <= 1:
-        raise ConfigError(f"--alpha must be in [0, 1], got {args.alpha}")
     blocks = tuple(b.strip() for b in args.blocks.split(",") if b.strip())
     settings = RecordingSettings(
         blocks=blocks,
@@ -178,14 +175,19 @@ def run(args: argparse.Namespace) -> int:
         keep_per_step=args.keep_steps,
     )
     settings.validate()
+    height, width, flag = generated_sides(args)
+    out = check_folder_writable(args.output)
+    check_model_folder(args.model)
+    check_sides_for_model(args.model, height, width, flag)
+    check_run_memory(args, args.model, height, width, what="attend")
 
-    pipe = load_pipeline(args.model, dtype=args.dtype, device=args.device)
+    pipe = load_checked_pipeline(args, args.model, height, width, flag)
     tokens = prompt_tokens(pipe.tokenizer, args.prompt)
     for word in args.words:  # before generating: a bad word costs nothing
         word_positions(pipe.tokenizer, tokens, word, occurrence=args.occurrence, rule=args.rule)
 
     progress = step_progress(enabled=not args.quiet)
-    with progress:
+    with progress, user_errors():
         task = progress.add_task("generating", total=args.steps, loss="–")
 
         def on_step(pipe: Any, step: int, timestep: Any, kwargs: dict) -> dict:
@@ -198,8 +200,8 @@ def run(args: argparse.Namespace) -> int:
             args.words,
             num_inference_steps=args.steps,
             guidance_scale=args.guidance_scale,
-            height=args.height,
-            width=args.width,
+            height=height,
+            width=width,
             seeds=[args.seed],
             negative_prompt=args.negative_prompt,
             settings=settings,
@@ -207,17 +209,63 @@ def run(args: argparse.Namespace) -> int:
             occurrence=args.occurrence,
             callback_on_step_end=on_step,
         )
+    meta = {
+        "prompt": args.prompt,
+        "tokens": ["<start>", *tokens.pieces()[: tokens.limit], "<end>"],
+        "model": args.model,
+        "steps": args.steps,
+        "seed": args.seed,
+        "guidance_scale": args.guidance_scale,
+        "rule": args.rule,
+        "blocks": list(blocks),
+    }
+    words = _write_folder(out, result, meta, args)
+    if not args.quiet:
+        print(f"wrote {out}/ (image.png, sheet.png, {words} overlays and masks)",
+              file=sys.stderr)  # fmt: skip
+    return 0
+
+
+def _write_folder(out: Path, result: Any, meta: dict, args: argparse.Namespace) -> int:
+    """Write every output into ``out``; on any failure remove what this run wrote.
+
+    The folder is created here, after the work: a run that fails before leaves no folder.
+    Returns the number of words.
+    """
+    import shutil
+
+    created = not out.exists()
+    before = set() if created else {path.name for path in out.iterdir()}
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        _write_outputs(out, result, meta, args)
+    except BaseException:
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        else:
+            for path in out.iterdir():
+                if path.name not in before and path.is_file():
+                    path.unlink(missing_ok=True)
+        raise
+    return len(result.maps[0].words)
+
+
+def _write_outputs(out: Path, result: Any, meta: dict, args: argparse.Namespace) -> None:
+    """image.png, overlays, masks, sheet.png and the raw maps of one attend result."""
+    import torch
+
+    from brushwork.diffusion.maps import binarize, overlay, sheet
+    from brushwork.image import save_image
+
     maps = result.maps[0]
     image = result.images[0]
     heat = maps.heatmaps()
     mode = "quantile" if args.quantile else "fixed"
     masks = binarize(heat, [args.threshold], mode)[0]
-
-    out.mkdir(exist_ok=True)
     save_image(image, out / "image.png")
     overlays = []
     for word, word_heat, mask in zip(maps.words, heat, masks, strict=True):
-        picture = overlay(image, word_heat, alpha=args.alpha, colormap=args.colormap)
+        picture = overlay(image, word_heat, alpha=args.overlay_opacity, colormap=args.colormap)
         overlays.append(picture)
         save_image(picture, out / f"overlay_{slug(word)}.png")
         save_image(mask[None].float(), out / f"mask_{slug(word)}.png")
@@ -231,17 +279,10 @@ def run(args: argparse.Namespace) -> int:
     if args.keep_steps:
         tensors["step_maps"] = result.extra["step_maps"][:, 0]
     meta = {
-        "prompt": args.prompt,
+        **meta,
         "words": maps.words,
         "token_positions": maps.positions,
-        "tokens": ["<start>", *tokens.pieces()[: tokens.limit], "<end>"],
-        "model": args.model,
-        "steps": args.steps,
-        "seed": args.seed,
-        "guidance_scale": args.guidance_scale,
         "image_size": list(maps.image_size),
-        "rule": args.rule,
-        "blocks": list(blocks),
         "recorded_steps": result.extra.get("steps_recorded"),
         "layers": list(result.extra.get("layer_maps", {})),
         "threshold": args.threshold,
@@ -251,10 +292,6 @@ def run(args: argparse.Namespace) -> int:
         "per-map (m - min) / (max - min + 1e-8).",
     }
     _write_maps(out, tensors, meta, args.format)
-    if not args.quiet:
-        print(f"wrote {out}/ (image.png, sheet.png, {len(maps.words)} overlays and masks)",
-              file=sys.stderr)  # fmt: skip
-    return 0
 
 
 def _write_maps(folder: Path, tensors: dict, meta: dict, fmt: str) -> None:
@@ -262,7 +299,7 @@ def _write_maps(folder: Path, tensors: dict, meta: dict, fmt: str) -> None:
     import numpy as np
     from safetensors.torch import save_file
 
-    from brushwork.atomic import atomic_path
+    from brushwork.atomic import atomic_path, write_text_atomic
 
     def atomic(name: str, write: Any) -> None:
         with atomic_path(folder / name) as tmp:
@@ -282,4 +319,4 @@ def _write_maps(folder: Path, tensors: dict, meta: dict, fmt: str) -> None:
                     np.save(handle, value.float().cpu().numpy())
 
             atomic(f"{key}.npy", write_npy)
-    atomic("maps.json", lambda p: Path(p).write_text(json.dumps(meta, indent=2)))
+    write_text_atomic(folder / "maps.json", json.dumps(meta, indent=2))

@@ -1,4 +1,8 @@
-"""``brushwork edit``: text-guided image editing with CDS (default) or DDS."""
+"""``brushwork edit``: text-guided image editing with CDS (default) or DDS.
+
+Also the option helpers shared by the diffusion commands (attend, edit, generate,
+study run): device and precision, generated sizes, the memory check, the output folder.
+"""
 
 from __future__ import annotations
 
@@ -7,27 +11,178 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from brushwork.choices import DEVICE_CHOICES
+from brushwork.cli import options
 
 DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+
+#: No registry weight file: the pipeline comes from --model (a hub id or folder).
+WEIGHT_FLAGS: dict[str, str] = {}
 
 EPILOG = f"""examples:
   brushwork edit cat.png --source "a cat" --target "a pig" -o pig.png
   brushwork edit cat.png --source "a cat" --target "a pig" --method dds -o pig_dds.png
   brushwork edit cat.png --source "a cat" --target "a cow" --iterations 100 --sheet -o cow.png
 
-The image is resized so that its long side is the model's size (512 px for SD 1.5,
---size to change) and both sides are rounded to the multiple the VAE and UNet need
-(64 px for SD); --keep-size refuses other sizes instead of resizing. The result has the
-size the model saw. --sheet also writes <output>_sheet.png (input | result).
+The model edits the image at its own size: the long side becomes the model's size
+(512 px for SD 1.5, --size to change) and both sides are rounded to the multiple the VAE
+and UNet need (64 px for SD). The result is resized back to the input's exact size, so
+input and edit stay a pair of the same size and aspect ratio. --keep-size refuses
+inputs the model cannot take as they are instead of resizing them. --sheet also writes
+<output>_sheet.png (input | result).
 
 The model ({DEFAULT_MODEL} unless --model is given) is downloaded from the Hugging Face
 Hub on first use; offline, pass a local folder written by save_pretrained.
 """
 
+#: The smallest side a diffusion command takes (one latent cell).
+MIN_SIDE = 8
 
 #: One line for ``brushwork --help``.
 HELP = "edit an image toward a text prompt (Contrastive Denoising Score / DDS)"
+
+
+# --------------------------------------------------------------------------- shared helpers
+
+
+def add_device_precision(group: argparse._ArgumentGroup | argparse.ArgumentParser) -> None:
+    """``--device``, ``--precision`` (auto: fp16 on CUDA, else fp32; ``--dtype``: old name)."""
+    options.add_device(group)
+    options.add_precision(
+        group,
+        what="model weights (maps, latents and losses stay fp32)",
+        auto="fp16 on CUDA, else fp32",
+        dtype_alias=True,
+    )
+    options.add_memory_limit(group)
+
+
+def _at_least_min_side(parse: Any) -> Any:
+    def checked(text: str) -> Any:
+        value = parse(text)
+        sides = value if isinstance(value, tuple) else (value,)
+        if any(side is not None and side < MIN_SIDE for side in sides):
+            raise argparse.ArgumentTypeError(f"sides must be {MIN_SIDE} px or more, got '{text}'")
+        return value
+
+    return checked
+
+
+def add_generated_size(group: argparse._ArgumentGroup | argparse.ArgumentParser) -> None:
+    """``--size N|HxW`` (multiples of 8) and the deprecated ``--height``/``--width``."""
+    options.add_size(
+        group,
+        default=None,
+        exact=True,
+        what="image size in pixels, N (N×N) or HxW (height×width), multiples of 8; "
+        "unset: the model's own size, 512 for SD 1.5, 1024 for SDXL",
+    )
+    _require_min_side(group, "size")
+    for side in ("height", "width"):
+        options.add_deprecated(
+            group, f"--{side}", dest=side, new="--size HxW", type=options.count(MIN_SIDE)
+        )
+
+
+def _require_min_side(group: Any, dest: str) -> None:
+    container = getattr(group, "_group_actions", None) or group._actions
+    action = next(a for a in container if a.dest == dest)
+    action.type = _at_least_min_side(action.type)
+    action.help = (action.help or "").replace(" (default: see below)", "")
+
+
+def generated_sides(args: argparse.Namespace) -> tuple[int | None, int | None, str]:
+    """(height, width, flag) from ``--size`` or the old ``--height``/``--width``.
+
+    Checks the multiple-of-8 rule (before any model loads). ``None``: the model's size.
+    """
+    from brushwork.diffusion.sizes import check_sides
+    from brushwork.errors import ConfigError
+
+    old_height, old_width = getattr(args, "height", None), getattr(args, "width", None)
+    if args.size is not None:
+        if old_height is not None or old_width is not None:
+            raise ConfigError("give --size HxW or the old --height/--width, not both")
+        first, second = args.size
+        height, width = first, (second if second is not None else first)
+        check_sides(height, width, flag="--size")
+        return height, width, "--size"
+    check_sides(old_height, None, flag="--height")
+    check_sides(None, old_width, flag="--width")
+    return old_height, old_width, "--height/--width"
+
+
+def check_model_folder(model: str) -> None:
+    """A model given as a local path must be a folder (checked before any work)."""
+    from brushwork.errors import WeightsError
+    from brushwork.hub import looks_like_path
+
+    if looks_like_path(model) and not Path(model).expanduser().is_dir():
+        raise WeightsError(f"diffusion pipeline folder {Path(model).expanduser()} does not exist")
+
+
+def check_sides_for_model(model: str, height: int | None, width: int | None, flag: str) -> None:
+    """The model folder's own size rule (VAE factor, UNet minimum), read from its configs."""
+    from brushwork.diffusion.sizes import check_sides, model_facts
+
+    facts = model_facts(model)
+    if facts is not None:
+        check_sides(
+            height,
+            width,
+            flag=flag,
+            multiple=facts.vae_factor,
+            minimum=facts.minimum,
+            why="what this model's VAE and UNet need",
+        )
+
+
+def check_run_memory(
+    args: argparse.Namespace,
+    model: str,
+    height: int | None,
+    width: int | None,
+    *,
+    what: str,
+    batch: int = 1,
+    backward: bool = False,
+) -> Any:
+    """Resolve ``--device`` (one line if unavailable) and refuse sizes that cannot fit.
+
+    Returns the torch device.
+    """
+    from brushwork.devices import resolve_device
+    from brushwork.diffusion.pipelines import bytes_per_value
+    from brushwork.diffusion.sizes import default_side, estimate_memory, guess_family
+    from brushwork.resources import check_memory
+
+    device = resolve_device(args.device)
+    side = default_side(model)
+    h, w = height or side, width or side
+    need = estimate_memory(
+        h,
+        w,
+        family=guess_family(model),
+        bytes_per_value=bytes_per_value(args.precision, device.type),
+        batch=batch,
+        backward=backward,
+    )
+    check_memory(need, device, what=f"{what} at {h}x{w}", limit_gib=args.memory_limit)
+    return device
+
+
+def load_checked_pipeline(
+    args: argparse.Namespace, model: str, height: int | None, width: int | None, flag: str
+) -> Any:
+    """Load the pipeline, then check the sizes against its own rule."""
+    from brushwork.diffusion.pipelines import load_pipeline
+    from brushwork.diffusion.sizes import check_model_sides
+
+    pipe = load_pipeline(model, dtype=args.precision, device=args.device)
+    check_model_sides(pipe, height, width, flag)
+    return pipe
+
+
+# --------------------------------------------------------------------------- edit
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -41,48 +196,64 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "distillation: Contrastive Denoising Score (Nam et al. 2024, default) or Delta "
         "Denoising Score (Hertz et al. 2023), with Stable Diffusion.",
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("image", help="the image to edit")
     p.add_argument("--source", required=True, help='prompt describing the image ("a cat")')
     p.add_argument("--target", required=True, help='prompt of the wanted edit ("a pig")')
-    p.add_argument("-o", "--output", required=True, help="output image (.png, .jpg, .webp)")
-    p.add_argument("--method", choices=METHODS, default=d.method, help="(%(default)s)")
+    options.add_output(p)
+    p.add_argument("--method", choices=METHODS, default=d.method, help="edit method")
 
     o = p.add_argument_group("optimisation (defaults: the published code)")
-    o.add_argument("--iterations", type=int, default=d.iterations, help="(%(default)s)")
-    o.add_argument("--t-min", type=int, default=d.t_min, help="(%(default)s)")
-    o.add_argument("--t-max", type=int, default=d.t_max, help="(%(default)s, exclusive)")
-    o.add_argument("--guidance-scale", type=float, default=d.guidance_scale, help="(%(default)s)")
-    o.add_argument("--lr", type=float, default=d.learning_rate, help="SGD (%(default)s)")
-    o.add_argument("--dds-weight", type=float, default=d.dds_weight, help="(%(default)s)")
-    o.add_argument("--cut-weight", type=float, default=d.cut_weight, help="CDS (%(default)s)")
+    options.add_steps(o, default=d.iterations, what="optimisation iterations", flag="--iterations")
+    o.add_argument("--t-min", type=options.count(0), default=d.t_min, help="smallest timestep")
+    o.add_argument(
+        "--t-max", type=options.count(1), default=d.t_max, help="largest timestep (exclusive)"
+    )
+    o.add_argument(
+        "--guidance-scale",
+        type=options.non_negative_float,
+        default=d.guidance_scale,
+        help="CFG scale",
+    )
+    o.add_argument(
+        "--learning-rate",
+        "--lr",
+        dest="learning_rate",
+        type=options.positive_float,
+        default=d.learning_rate,
+        help="SGD learning rate",
+    )
+    o.add_argument(
+        "--dds-weight", type=options.non_negative_float, default=d.dds_weight, help="DDS weight"
+    )
+    o.add_argument(
+        "--cut-weight", type=options.non_negative_float, default=d.cut_weight, help="CDS weight"
+    )
     o.add_argument(
         "--patch-sizes",
         default=",".join(map(str, d.patch_sizes)),
-        help="CUT pooling sizes (%(default)s)",
+        help="CUT pooling sizes",
     )
-    o.add_argument("--patches", type=int, default=d.num_patches, help="(%(default)s)")
-    o.add_argument("--temperature", type=float, default=d.temperature, help="(%(default)s)")
-    o.add_argument("--seed", type=int, default=d.seed, help="(%(default)s)")
+    options.add_steps(o, default=d.num_patches, what="CUT patches", flag="--patches")
+    o.add_argument(
+        "--temperature", type=options.positive_float, default=d.temperature, help="CUT temperature"
+    )
+    options.add_seed(o, default=d.seed)
 
     m = p.add_argument_group("model")
-    m.add_argument("--model", default=DEFAULT_MODEL, help="hub id or local folder (%(default)s)")
-    m.add_argument("--size", type=int, default=None, help="long side (default: the model's)")
+    options.add_model(m, default=DEFAULT_MODEL)
+    options.add_size(
+        m, default=None, what="long side the model edits at; unset: the model's size, 512 for SD"
+    )
+    _require_min_side(m, "size")
     m.add_argument(
         "--keep-size",
         action="store_true",
         help="refuse images whose size the model cannot take instead of resizing them",
     )
-    m.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
-    m.add_argument(
-        "--dtype",
-        choices=("auto", "float32", "float16", "bfloat16"),
-        default="auto",
-        help="model weights (auto: float16 on CUDA, else float32); the latent is float32",
-    )
+    add_device_precision(m)
     p.add_argument("--sheet", action="store_true", help="also save input | result side by side")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    options.add_quiet(p)
     return p
 
 
@@ -137,17 +308,10 @@ def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from brushwork.cli.progress import step_progress
-    from brushwork.diffusion.editing import (
-        EditSettings,
-        check_prompt,
-        edit_image,
-        fit_image,
-        latent_multiple,
-    )
-    from brushwork.diffusion.pipelines import load_pipeline
+    from brushwork.diffusion.editing import EditSettings, check_prompt, edit_keeping_size
+    from brushwork.diffusion.pipelines import user_errors
     from brushwork.image import check_output_path, load_image, save_image
 
-    output = check_output_path(args.output, inputs=[args.image])
     settings = replace(
         EditSettings(),
         method=args.method,
@@ -155,7 +319,7 @@ def run(args: argparse.Namespace) -> int:
         t_min=args.t_min,
         t_max=args.t_max,
         guidance_scale=args.guidance_scale,
-        learning_rate=args.lr,
+        learning_rate=args.learning_rate,
         dds_weight=args.dds_weight,
         cut_weight=args.cut_weight,
         patch_sizes=parse_ints(args.patch_sizes, "--patch-sizes"),
@@ -165,34 +329,39 @@ def run(args: argparse.Namespace) -> int:
     )
     settings.validate()
     image = load_image(args.image)
-    pipe = load_pipeline(args.model, dtype=args.dtype, device=args.device)
+    output = check_output_path(args.output, inputs=[args.image])
+    check_model_folder(args.model)
+    side = args.size or _model_side(args.model)
+    h, w = image.shape[-2:]
+    scale = side / max(h, w)
+    check_run_memory(args, args.model, round(h * scale), round(w * scale), what="editing", batch=2)
+    pipe = load_checked_pipeline(args, args.model, None, None, "--size")
     for prompt, what in ((args.source, "source prompt"), (args.target, "target prompt")):
         check_prompt(pipe.tokenizer, prompt, what=what)
-    native = pipe.unet.config.sample_size * pipe.vae_scale_factor
-    long_side = args.size or native
-    multiple = latent_multiple(pipe)
-    fitted = fit_image(image, multiple=multiple, long_side=long_side, resize=not args.keep_size)
-    if tuple(fitted.shape[-2:]) != tuple(image.shape[-2:]) and not args.quiet:
-        h, w = image.shape[-2:]
-        fh, fw = fitted.shape[-2:]
-        print(
-            f"resized the input from {w}×{h} to {fw}×{fh} (long side {long_side}, sides "
-            f"multiples of {multiple}); --keep-size refuses instead",
-            file=sys.stderr,
-        )
-    with step_progress(enabled=not args.quiet) as progress:
+    long_side = args.size or pipe.unet.config.sample_size * pipe.vae_scale_factor
+    with step_progress(enabled=not args.quiet) as progress, user_errors("the edit"):
         task = progress.add_task(args.method.upper(), total=settings.iterations, loss="–")
-        result = edit_image(
+        result = edit_keeping_size(
             pipe,
-            fitted,
+            image,
             args.source,
             args.target,
+            long_side=long_side,
+            resize=not args.keep_size,
             settings=settings,
             callback=progress_callback(progress, task),
         )
     save_image(result.image, output)
     if args.sheet:
-        save_image(side_by_side([fitted, result.image]), sheet_path(output))
+        save_image(side_by_side([image, result.image]), sheet_path(output))
     if not args.quiet:
-        print(f"saved {output}", file=sys.stderr)
+        mh, mw = result.model_size or (h, w)
+        edited_at = f" (edited at {mw}×{mh}, resized back to {w}×{h})" if (mh, mw) != (h, w) else ""
+        print(f"saved {output}{edited_at}", file=sys.stderr)
     return 0
+
+
+def _model_side(model: str) -> int:
+    from brushwork.diffusion.sizes import default_side
+
+    return default_side(model)

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from pathlib import Path
 
-from brushwork.choices import DEVICE_CHOICES
+from brushwork.cli import options
 
 DEFAULT_MODEL = "stabilityai/stable-diffusion-xl-base-1.0"
 
@@ -19,14 +19,20 @@ EPILOG = """examples:
   brushwork study run --model stabilityai/stable-diffusion-xl-base-1.0 -o runs/sdxl
   brushwork study run --contents cow,giraffe --styles Rembrandt,Cubism --templates 1 -o runs/small
   brushwork study run -o runs/sdxl --engine ray --address auto --batch-size 4
+  brushwork study run --model stable-diffusion-v1-5/stable-diffusion-v1-5 --size 512 \\
+          --precision fp32 -o runs/sd15
   brushwork study status runs/sdxl
   brushwork study report runs/sdxl runs/sd15 -o report/
 
 Interrupt a run at any time (Ctrl-C, kill, crash): the same command continues where it
 stopped; nothing stored is lost or counted twice. A folder keeps one set of settings:
-resuming with another model, steps, guidance, size, dtype, rule or software version is
-refused.
+resuming with another model, steps, guidance, size, precision, rule or software version
+is refused. Sizes (--size N or HxW, multiples of 8) and the model are checked before the
+run folder is created: a refused run stores nothing.
 """
+
+#: No registry weight file: the pipeline comes from --model (a hub id or folder).
+WEIGHT_FLAGS: dict[str, str] = {}
 
 
 #: One line for ``brushwork --help``.
@@ -34,6 +40,8 @@ HELP = "content/style separation study of text-to-image attention (Cow of Rembra
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    from brushwork.cli.edit import add_device_precision, add_generated_size
+
     parser = subparsers.add_parser(
         "study",
         help=HELP,
@@ -41,7 +49,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "content and style words' attention maps vs other word pairs, over a prompt grid "
         "(Ferrara et al., MLSP 2025).",
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     actions = parser.add_subparsers(
         dest="study_command", metavar="ACTION", parser_class=type(parser)
@@ -54,9 +61,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         description="Generate every prompt of the grid with attention recording and store "
         "its metrics in the run folder. Run again with the same folder to continue.",
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    run.add_argument("-o", "--output", required=True, help="run folder")
+    options.add_output(run, what="run folder")
     g = run.add_argument_group("prompt grid (default: the paper's 16,000 prompts)")
     g.add_argument("--contents", help="comma-separated list or a file (default: 80 COCO classes)")
     g.add_argument("--styles", help="comma-separated list or a file (default: 50 WikiArt styles)")
@@ -66,33 +72,47 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "<STYLE> and <MEDIUM>, or a file (default: all four)",
     )
     g.add_argument("--mediums", help="comma-separated mediums (default: painting)")
-    g.add_argument("--limit", type=int, help="only the first N prompts of the grid")
+    g.add_argument(
+        "--limit", type=options.count(1), metavar="N", help="only the first N prompts of the grid"
+    )
     m = run.add_argument_group("generation and maps")
-    m.add_argument("--model", default=DEFAULT_MODEL, help="hub id or local folder (%(default)s)")
-    m.add_argument("--steps", type=int, default=30, help="denoising steps (%(default)s)")
-    m.add_argument("--guidance-scale", type=float, help="default: the pipeline's (SDXL: 5.0)")
-    m.add_argument("--size", help="image size N or HxW (default: the model's, SDXL 1024)")
-    m.add_argument("--dtype", choices=("auto", "float32", "float16", "bfloat16"), default="auto")
-    m.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
+    options.add_model(m, default=DEFAULT_MODEL)
+    options.add_steps(m, default=30, what="denoising steps")
+    m.add_argument(
+        "--guidance-scale",
+        type=options.non_negative_float,
+        help="CFG scale; unset: the pipeline's (SDXL: 5.0)",
+    )
+    add_generated_size(m)
+    add_device_precision(m)
     m.add_argument(
         "--rule",
         choices=("first", "mean", "both"),
         default="both",
         help="word→token rule: first token (original), mean of a phrase's tokens, or both "
-        "from the same images (%(default)s)",
+        "from the same images, so that report can show either",
     )
     e = run.add_argument_group("execution")
-    e.add_argument("--batch-size", type=int, default=1, help="prompts per pipeline call")
-    e.add_argument("--engine", choices=("local", "ray"), default="local")
+    options.add_steps(e, default=1, what="prompts per pipeline call", flag="--batch-size")
+    e.add_argument("--engine", choices=("local", "ray"), default="local", help="where to run")
     e.add_argument("--address", help="Ray cluster address ('auto': a running cluster)")
-    e.add_argument("--num-gpus", type=float, default=1.0, help="GPUs per Ray task (%(default)s)")
-    e.add_argument("--num-cpus", type=float, default=1.0, help="CPUs per Ray task (%(default)s)")
-    e.add_argument("--retries", type=int, default=3, help="Ray task retries (%(default)s)")
+    e.add_argument(
+        "--num-gpus", type=options.non_negative_float, default=1.0, help="GPUs per Ray task"
+    )
+    e.add_argument(
+        "--num-cpus", type=options.non_negative_float, default=1.0, help="CPUs per Ray task"
+    )
+    e.add_argument(
+        "--retries",
+        type=options.count(0),
+        default=3,
+        help="Ray task retries (0: no retry)",
+    )
     e.add_argument(
         "--save-images", action="store_true", help="also save 256² image and overlay JPEGs"
     )
     e.add_argument("--skip-failed", action="store_true", help="do not retry failed prompts")
-    e.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    options.add_quiet(e)
 
     status = actions.add_parser(
         "status", help="done / pending / failed prompts and ETA of a run folder"
@@ -106,10 +126,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "and index.html. Several run folders are compared in one report.",
     )
     report.add_argument("folders", nargs="+", metavar="FOLDER", help="run folder(s)")
-    report.add_argument("-o", "--output", required=True, help="report folder")
-    report.add_argument("--rule", choices=("first", "mean"), help="default: first if stored")
-    report.add_argument("--mode", choices=("fixed", "quantile"), default="fixed")
-    report.add_argument("--threshold", type=float, default=0.4, help="(%(default)s)")
+    options.add_output(report, what="report folder")
+    options.add_rule(report)
+    report.add_argument(
+        "--mode", choices=("fixed", "quantile"), default="fixed", help="mask threshold mode"
+    )
+    report.add_argument(
+        "--threshold", type=options.fraction, default=0.4, help="mask threshold of the tables"
+    )
     for action_parser in actions.choices.values():
         action_parser.set_defaults(_parser=action_parser)
     return parser
@@ -123,48 +147,42 @@ def run(args: argparse.Namespace) -> int:
     return _report(args)
 
 
-def _size(text: str | None) -> tuple[int | None, int | None]:
-    from brushwork.errors import ConfigError
-
-    if text is None:
-        return None, None
-    try:
-        parts = [int(p) for p in text.lower().split("x")]
-    except ValueError:
-        raise ConfigError(
-            f"--size expects N or HxW (e.g. 1024 or 768x1024), got '{text}'"
-        ) from None
-    if len(parts) == 1:
-        return parts[0], parts[0]
-    if len(parts) == 2:
-        return parts[0], parts[1]
-    raise ConfigError(f"--size expects N or HxW, got '{text}'")
-
-
 def _run(args: argparse.Namespace) -> int:
+    from brushwork.cli.edit import (
+        check_model_folder,
+        check_run_memory,
+        check_sides_for_model,
+        generated_sides,
+    )
+    from brushwork.cli.progress import step_progress
     from brushwork.devices import resolve_device
-    from brushwork.errors import ConfigError
+    from brushwork.diffusion.pipelines import dtype_name
     from brushwork.experiments import grid as grids
     from brushwork.experiments.runner import StudySettings, run_local, run_ray
     from brushwork.experiments.store import StudyStore
+    from brushwork.resources import check_folder_writable
 
-    if args.limit is not None and args.limit < 1:
-        raise ConfigError(f"--limit must be ≥ 1, got {args.limit}")
-    height, width = _size(args.size)
+    # everything a run needs is checked before the run folder or its database exist
+    height, width, flag = generated_sides(args)
     settings = StudySettings(
         model=args.model,
         steps=args.steps,
         guidance_scale=args.guidance_scale,
         height=height,
         width=width,
-        dtype=args.dtype,
+        dtype=dtype_name(args.precision),  # stored under the library's dtype names
         rule=args.rule,
     )
     settings.validate()
+    check_model_folder(args.model)
+    check_sides_for_model(args.model, height, width, flag)
+    check_folder_writable(args.output, "run folder")
     if args.engine == "ray" and args.device == "auto":
         device_type = "cuda" if args.num_gpus > 0 else "cpu"  # the workers' device
     else:
         device_type = resolve_device(args.device).type
+    if args.engine == "local":
+        check_run_memory(args, args.model, height, width, what="study", batch=args.batch_size)
     settings = settings.resolved(device_type)  # workers load the recorded dtype
     prompts = grids.build_grid(
         templates=grids.parse_templates(args.templates),
@@ -172,8 +190,15 @@ def _run(args: argparse.Namespace) -> int:
         contents=grids.parse_list(args.contents, grids.paper_contents()),
         styles=grids.parse_list(args.styles, grids.paper_styles()),
     )
+    created = not Path(args.output).exists()
     with StudyStore(args.output) as store:
-        new = store.create_or_check(prompts, settings.record())
+        try:
+            new = store.create_or_check(prompts, settings.record())
+        except BaseException:
+            if created:  # a refused new run leaves no folder behind
+                store.close()
+                _remove_folder(args.output)
+            raise
         todo = store.pending(include_failed=not args.skip_failed, limit=args.limit)
         counts = store.counts()
         if not args.quiet:
@@ -184,7 +209,7 @@ def _run(args: argparse.Namespace) -> int:
             )
         if not todo:
             return 0
-        progress = _progress(len(todo), enabled=not args.quiet)
+        progress = step_progress(enabled=not args.quiet, unit="prompt", loss=False)
         task = progress.add_task("prompts", total=len(todo))
 
         def advance(done: int, failed: int) -> None:
@@ -234,42 +259,10 @@ def _run(args: argparse.Namespace) -> int:
     return 1 if summary.failed else 0
 
 
-def _progress(total: int, *, enabled: bool) -> Any:
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        ProgressColumn,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-    from rich.text import Text
+def _remove_folder(folder: str) -> None:
+    import shutil
 
-    class PromptRate(ProgressColumn):
-        """Prompts per second, or seconds per prompt when slower than 1/s."""
-
-        def render(self, task: Any) -> Text:
-            speed = task.finished_speed or task.speed
-            if not speed:
-                text = "– prompts/s"
-            elif speed >= 1:
-                text = f"{speed:.2f} prompts/s"
-            else:
-                text = f"{1 / speed:.1f} s/prompt"
-            return Text(text, style="progress.data.speed")
-
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        PromptRate(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        disable=not enabled,
-    )
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def _status(args: argparse.Namespace) -> int:

@@ -57,6 +57,7 @@ __all__ = [
     "check_prompt",
     "decode_latents",
     "edit_image",
+    "edit_keeping_size",
     "encode_image",
     "encode_text",
     "fit_image",
@@ -278,12 +279,15 @@ class EditResult:
         latent: (1, 4, h, w) the edited latent ``z_trg``.
         source_latent: (1, 4, h, w) ``z_src``.
         losses: per iteration ``(dds, cut)`` surrogate loss values.
+        model_size: (h, w) the image size the model edited at (``image`` may have been
+            resized back to the input's size since, see :func:`edit_keeping_size`).
     """
 
     image: torch.Tensor
     latent: torch.Tensor
     source_latent: torch.Tensor
     losses: list[tuple[float, float]] = field(default_factory=list)
+    model_size: tuple[int, int] | None = None
 
 
 class Editor:
@@ -487,4 +491,33 @@ def edit_image(
         result = decode_latents(pipe, z_trg)[0].cpu()
     if not torch.isfinite(result).all():
         raise OptimisationError("the decoded image has NaNs; try float32 weights")
-    return EditResult(result, z_trg, z_src, history)
+    return EditResult(result, z_trg, z_src, history, tuple(result.shape[-2:]))
+
+
+def edit_keeping_size(
+    pipe: Any,
+    image: torch.Tensor,
+    source: str,
+    target: str,
+    *,
+    long_side: int | None = None,
+    resize: bool = True,
+    settings: EditSettings | None = None,
+    callback: Callable[[int, int, float], None] | None = None,
+) -> EditResult:
+    """:func:`edit_image` at a size the model takes, returning the input's exact size.
+
+    The input (3, H, W) is resized with :func:`fit_image` (long side ``long_side``, sides
+    rounded to :func:`latent_multiple`), edited there, and the decoded result is resized
+    back to H × W, so that the edit and its input stay a pair of the same size and aspect
+    ratio. ``result.model_size`` is the size the model saw. Without ``resize`` an input the
+    model cannot take raises :class:`ImageError` instead.
+    """
+    from brushwork.image import resize_to
+
+    height, width = (int(side) for side in image.shape[-2:])
+    fitted = fit_image(image, multiple=latent_multiple(pipe), long_side=long_side, resize=resize)
+    result = edit_image(pipe, fitted, source, target, settings=settings, callback=callback)
+    if tuple(result.image.shape[-2:]) != (height, width):
+        result.image = resize_to(result.image, height, width).clamp(0, 1)
+    return result

@@ -8,7 +8,8 @@ and returns the images with each image's word maps.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,13 +22,34 @@ from brushwork.errors import ConfigError
 
 __all__ = [
     "DTYPES",
+    "PRECISION_DTYPES",
     "AttendResult",
+    "bytes_per_value",
+    "dtype_name",
+    "generate_image",
     "generate_with_maps",
     "load_pipeline",
     "pipeline_family",
+    "user_errors",
 ]
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+#: The canonical ``--precision`` names -> the dtype names above.
+PRECISION_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+
+
+def dtype_name(precision: str) -> str:
+    """``"fp16"`` -> ``"float16"`` (``auto`` and dtype names pass through)."""
+    return PRECISION_DTYPES.get(precision, precision)
+
+
+def bytes_per_value(precision: str, device_type: str) -> int:
+    """Bytes of one weight or activation value under ``precision`` (auto: fp16 on CUDA)."""
+    name = dtype_name(precision)
+    if name == "auto":
+        name = "float16" if device_type == "cuda" else "float32"
+    return 4 if name == "float32" else 2
 
 
 def load_pipeline(model: str, *, dtype: str = "auto", device: str = "auto") -> Any:
@@ -37,7 +59,8 @@ def load_pipeline(model: str, *, dtype: str = "auto", device: str = "auto") -> A
         model: e.g. ``"stabilityai/stable-diffusion-xl-base-1.0"`` or a folder written by
             ``save_pretrained``.
         dtype: ``"auto"`` (float16 on CUDA, float32 elsewhere), ``"float32"``,
-            ``"float16"`` or ``"bfloat16"``.
+            ``"float16"`` or ``"bfloat16"``, or the ``--precision`` names ``"fp32"``,
+            ``"fp16"``, ``"bf16"``.
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``.
     """
     from diffusers import DiffusionPipeline
@@ -46,6 +69,7 @@ def load_pipeline(model: str, *, dtype: str = "auto", device: str = "auto") -> A
     from brushwork.hub import from_pretrained
 
     target = resolve_device(device)
+    dtype = dtype_name(dtype)
     if dtype == "auto":
         torch_dtype = torch.float16 if target.type == "cuda" else torch.float32
     elif dtype in DTYPES:
@@ -211,3 +235,57 @@ def _words_per_prompt(
     if len(lists) != prompts:
         raise ConfigError(f"{len(lists)} word lists given for {prompts} prompts")
     return lists
+
+
+@contextlib.contextmanager
+def user_errors(what: str = "the pipeline") -> Iterator[None]:
+    """Turn diffusers'/transformers' ``ValueError`` about its inputs into a one-line ConfigError.
+
+    The pipelines check sizes, guidance, prompts and batch shapes with ``ValueError``;
+    every such value comes from the user, so the message is theirs to read, not a traceback.
+    """
+    try:
+        yield
+    except ValueError as error:
+        lines = str(error).strip().splitlines()
+        reason = lines[0] if lines else type(error).__name__
+        raise ConfigError(f"{what} refused the settings: {reason}") from error
+
+
+def generate_image(
+    pipe: Any,
+    prompt: str,
+    *,
+    steps: int = 50,
+    guidance_scale: float | None = None,
+    height: int | None = None,
+    width: int | None = None,
+    seed: int = 0,
+    negative_prompt: str | None = None,
+    callback: Any = None,
+) -> torch.Tensor:
+    """One plain text-to-image generation; returns (3, H, W) float32 on the CPU.
+
+    ``callback()`` is called after each denoising step. Same seed, same image (the
+    initial noise comes from a CPU generator). Pipeline ValueErrors become ConfigError.
+    """
+
+    def on_step(pipe_: Any, step: int, timestep: Any, kwargs: dict) -> dict:
+        if callback is not None:
+            callback()
+        return kwargs
+
+    call: dict[str, Any] = dict(
+        num_inference_steps=steps,
+        negative_prompt=negative_prompt,
+        height=height,
+        width=width,
+        generator=torch.Generator("cpu").manual_seed(seed),
+        output_type="pt",
+        callback_on_step_end=on_step,
+    )
+    if guidance_scale is not None:
+        call["guidance_scale"] = guidance_scale
+    with user_errors():
+        image = pipe(prompt, **call).images[0]
+    return image.float().cpu()

@@ -114,7 +114,10 @@ def write_report(
     rules = sorted({r for _, _, rows in runs for r in rows["rule"]})
     rule = options.rule or ("first" if "first" in rules else rules[0])
     if rule not in rules:
-        raise ConfigError(f"no rows with rule '{rule}' (the runs have: {', '.join(rules)})")
+        raise ConfigError(
+            f"the runs were not stored with rule '{rule}' (they have: {', '.join(rules)}); "
+            f"use --rule {rules[0]}, or run the study with --rule {rule} or both"
+        )
 
     all_rows, summaries, contents, styles = [], [], [], []
     for name, _, rows in runs:
