@@ -49,8 +49,10 @@ __all__ = [
     "hf_cache_dir",
     "looks_like_path",
     "network_available",
+    "offline_reason",
     "repo_cache_dir",
     "snapshot_download",
+    "url_reachable",
 ]
 
 T = TypeVar("T")
@@ -150,6 +152,21 @@ def network_available(timeout: float = PROBE_TIMEOUT_S) -> bool:
     return _PROBES[address]
 
 
+def url_reachable(url: str, timeout: float = PROBE_TIMEOUT_S) -> bool:
+    """Whether ``url``'s host accepts a TCP connection (probed once per process).
+
+    ``file://`` URLs are always reachable. Unlike :func:`network_available`, a failure
+    does not switch the process to offline mode: other hosts may still answer.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return True
+    address = (parts.hostname, parts.port or (80 if parts.scheme == "http" else 443))
+    if address not in _PROBES:
+        _PROBES[address] = _connects(*address, timeout)
+    return _PROBES[address]
+
+
 def go_offline() -> None:
     """``HF_HUB_OFFLINE=1`` for the rest of the process, so later loaders do not retry.
 
@@ -179,10 +196,13 @@ def _provide_hint(model_id: str) -> str:
     )
 
 
-def _offline_reason() -> str:
+def offline_reason() -> str:
+    """Why downloads are off: the failed network probe, or the offline variable set."""
     host, port = endpoint_address()
     if _PROBES.get((host, port)) is False:
         return f"no network answered ({host}:{port} did not accept a connection)"
+    if not is_offline():
+        return "no network answered"
     var = "BRUSHWORK_OFFLINE" if os.environ.get("BRUSHWORK_OFFLINE") else "HF_HUB_OFFLINE"
     return f"offline mode is on ({var}=1)"
 
@@ -190,7 +210,7 @@ def _offline_reason() -> str:
 def _not_cached(model_id: str, what: str) -> WeightsError:
     return WeightsError(
         f"{what} '{model_id}' is not in the Hugging Face cache ({hf_cache_dir()}) and "
-        f"{_offline_reason()}; {_provide_hint(model_id)}"
+        f"{offline_reason()}; {_provide_hint(model_id)}"
     )
 
 
@@ -231,7 +251,7 @@ def _explain(model_id: str, what: str, error: BaseException) -> WeightsError:
     if is_offline():  # the Hub client's text then talks about local_files_only, which we set
         return WeightsError(
             f"could not load {what} '{model_id}': some of its files are not in the Hugging "
-            f"Face cache ({repo_cache_dir(model_id)}) and {_offline_reason()}; "
+            f"Face cache ({repo_cache_dir(model_id)}) and {offline_reason()}; "
             f"{_provide_hint(model_id)}"
         )
     return WeightsError(
@@ -253,7 +273,7 @@ def snapshot_download(
     """
     if is_offline() or not network_available():
         raise WeightsError(
-            f"cannot download '{model_id}': {_offline_reason()}; run this on a machine with "
+            f"cannot download '{model_id}': {offline_reason()}; run this on a machine with "
             f"internet and copy {repo_cache_dir(model_id)} here"
         )
     import huggingface_hub
