@@ -106,11 +106,6 @@ def write_report(
     runs = load_runs(folders)
     if not any(rows["prompt_index"] for _, _, rows in runs):
         raise ConfigError("the run(s) have no stored rows yet: run 'brushwork study run' first")
-    out = Path(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise OutputPathError(f"cannot create the report folder {out}: {error}") from error
     rules = sorted({r for _, _, rows in runs for r in rows["rule"]})
     rule = options.rule or ("first" if "first" in rules else rules[0])
     if rule not in rules:
@@ -118,6 +113,11 @@ def write_report(
             f"the runs were not stored with rule '{rule}' (they have: {', '.join(rules)}); "
             f"use --rule {rules[0]}, or run the study with --rule {rule} or both"
         )
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OutputPathError(f"cannot create the report folder {out}: {error}") from error
 
     all_rows, summaries, contents, styles = [], [], [], []
     for name, _, rows in runs:

@@ -1,0 +1,116 @@
+"""`brushwork attend` options: sizes checked before loading, deprecated spellings, the
+output folder checked first and never left behind by a failing run."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from brushwork.cli.main import main
+
+
+@pytest.fixture(scope="module")
+def model_dir(sd_pipe, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("model_options") / "tiny-sd"
+    sd_pipe.save_pretrained(folder)
+    return folder
+
+
+def _args(model, out, *extra):
+    return ["attend", "a giraffe", "--words", "giraffe", "--model", str(model), "--steps", "1",
+            "--device", "cpu", "-q", "-o", str(out), *extra]  # fmt: skip
+
+
+def _one_error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("size", "message"),
+    [
+        (["--height", "50"], "--height 50 is not a multiple of 8 (the VAE's factor); use 48 or 56"),
+        (["--size", "50"], "--size 50 is not a multiple of 8 (the VAE's factor); use 48 or 56"),
+    ],
+)
+def test_sizes_refused_before_loading_and_no_folder(tmp_path, capsys, size, message):
+    out = tmp_path / "maps"
+    code = main(_args("nobody/no-such-model", out, *size))
+    assert code == 1
+    assert _one_error_line(capsys) == f"error: {message}"
+    assert not out.exists()
+
+
+def test_size_below_eight_is_an_argparse_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(_args("nobody/no-such-model", tmp_path / "m", "--size", "64x3"))
+    assert exc.value.code == 2
+    assert "sides must be 8 px or more" in capsys.readouterr().err
+
+
+def test_steps_zero_and_bad_opacity_are_argparse_errors(tmp_path, capsys):
+    for extra in (["--steps", "0"], ["--overlay-opacity", "2"], ["--alpha", "-1"]):
+        with pytest.raises(SystemExit) as exc:
+            main(_args("nobody/no-such-model", tmp_path / "m", *extra))
+        assert exc.value.code == 2
+    assert not (tmp_path / "m").exists()
+
+
+def test_deprecated_spellings_warn_and_work(model_dir, tmp_path, capsys):
+    out = tmp_path / "maps"
+    extra = ["--alpha", "0.3", "--dtype", "float32", "--height", "32", "--width", "40"]
+    assert main(_args(model_dir, out, *extra)) == 0
+    err = capsys.readouterr().err
+    for old, new in (("--alpha", "--overlay-opacity"), ("--dtype", "--precision"),
+                     ("--height", "--size HxW"), ("--width", "--size HxW")):  # fmt: skip
+        assert (
+            f"warning: {old} is deprecated and will be removed in the next release; use {new}"
+            in err
+        )
+    from PIL import Image
+
+    assert Image.open(out / "image.png").size == (40, 32)
+
+
+def test_read_only_output_refused_before_loading(tmp_path, capsys):
+    if os.geteuid() == 0:
+        parent = "/sys"
+    else:
+        parent = str(tmp_path / "ro")
+        os.mkdir(parent, 0o500)
+    code = main(_args("nobody/no-such-model", f"{parent}/maps"))
+    assert code == 1
+    assert "cannot" in _one_error_line(capsys)
+    assert not os.path.exists(f"{parent}/maps")
+
+
+def test_memory_estimate_and_cuda_1(model_dir, tmp_path, capsys):
+    import torch
+
+    out = tmp_path / "maps"
+    assert main(_args(model_dir, out, "--size", "8192", "--memory-limit", "2")) == 1
+    assert "attend at 8192x8192 needs about" in _one_error_line(capsys)
+    assert not out.exists()
+    if not torch.cuda.is_available():
+        args = _args(model_dir, out)
+        args[args.index("--device") + 1] = "cuda:1"
+        assert main(args) == 1
+        assert "no CUDA GPU" in _one_error_line(capsys)
+        assert not out.exists()
+
+
+def test_failure_while_writing_leaves_no_folder(model_dir, tmp_path, capsys, monkeypatch):
+    import brushwork.cli.attend as attend
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(attend, "_write_maps", broken)
+    out = tmp_path / "maps"
+    with pytest.raises(OSError):
+        main(_args(model_dir, out))
+    assert not out.exists()

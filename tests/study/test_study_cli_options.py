@@ -1,0 +1,71 @@
+"""`brushwork study` options: a refused run stores nothing, --rule of report, the shared
+progress display."""
+
+from __future__ import annotations
+
+import pytest
+
+from brushwork.cli.main import main
+
+
+def _run_args(model, out, *extra):
+    return ["study", "run", "--model", str(model), "--contents", "cat", "--styles", "Cubism",
+            "--templates", "1", "--steps", "1", "--size", "32", "--precision", "fp32",
+            "--device", "cpu", "-o", str(out), "-q", *extra]  # fmt: skip
+
+
+def _one_error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("change", "needle"),
+    [
+        (("--size", "50"), "--size 50 is not a multiple of 8 (the VAE's factor); use 48 or 56"),
+        (("--size", "30x32"), "the height 30 is not a multiple of 8"),
+        (("--model", "./no/such/model"), "does not exist"),
+        (("--device", "cuda:1"), "no CUDA GPU"),
+    ],
+)
+def test_refused_run_stores_nothing(study_model, tmp_path, capsys, change, needle):
+    import torch
+
+    if change[1] == "cuda:1" and torch.cuda.is_available():
+        pytest.skip("a CUDA GPU is visible")
+    out = tmp_path / "run"
+    args = _run_args(study_model, out)
+    args[args.index(change[0]) + 1] = change[1]
+    assert main(args) == 1
+    assert needle in _one_error_line(capsys)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("extra", [["--steps", "0"], ["--batch-size", "0"], ["--limit", "0"]])
+def test_counts_are_argparse_errors(study_model, tmp_path, extra):
+    with pytest.raises(SystemExit) as exc:
+        main([*_run_args(study_model, tmp_path / "run"), *extra])
+    assert exc.value.code == 2
+    assert not (tmp_path / "run").exists()
+
+
+def test_old_dtype_still_works_progress_lines_and_report_rule(study_model, tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "run"
+    args = _run_args(study_model, out, "--rule", "first")
+    args.remove("-q")
+    args[args.index("--precision")] = "--dtype"
+    args[args.index("--dtype") + 1] = "float32"
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "warning: --dtype is deprecated" in err
+    assert "prompts · 1/1 (100 %)" in err  # the shared progress display, off a terminal
+    assert main(["study", "report", str(out), "-o", str(tmp_path / "report")]) == 1
+    line = _one_error_line(capsys)
+    assert "not stored with rule 'mean'" in line and "--rule first" in line
+    assert not (tmp_path / "report").exists()
+    assert main(["study", "report", str(out), "-o", str(tmp_path / "report"), "--rule",
+                 "first"]) == 0  # fmt: skip
