@@ -191,8 +191,8 @@ def _provide_hint(model_id: str) -> str:
         flag = "--model"
     return (
         f"on a machine with internet run `hf download {model_id}` and copy "
-        f"{repo_cache_dir(model_id)} here (or set HF_HOME), or pass a local folder "
-        f"with {flag}"
+        f"{repo_cache_dir(model_id)} here (or set HF_HOME), or pass a local folder (one "
+        f"written by save_pretrained) with {flag}"
     )
 
 
@@ -209,7 +209,7 @@ def offline_reason() -> str:
 
 def _not_cached(model_id: str, what: str) -> WeightsError:
     return WeightsError(
-        f"{what} '{model_id}' is not in the Hugging Face cache ({hf_cache_dir()}) and "
+        f"{what} '{model_id}' is not in the local Hugging Face cache ({hf_cache_dir()}) and "
         f"{offline_reason()}; {_provide_hint(model_id)}"
     )
 

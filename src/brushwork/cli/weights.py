@@ -58,7 +58,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     fetch.add_argument(
         "--bundle",
         action="append",
-        default=[],
+        default=None,
         metavar="NAME",
         help="a named set: transfer, diffusion or evaluate (repeatable)",
     )
@@ -138,11 +138,12 @@ def _chosen_names(args: argparse.Namespace) -> list[str]:
     """The names to download, in order, without repeats; unknown names raise first."""
     from brushwork import weights
 
-    if args.all and (args.names or args.bundle):
+    bundles = args.bundle or []
+    if args.all and (args.names or bundles):
         args._parser.error("give names and bundles, or --all, not both")
     if args.all:
         return weights.all_names()
-    names = [name for bundle in args.bundle for name in weights.bundle(bundle)]
+    names = [name for bundle in bundles for name in weights.bundle(bundle)]
     names += args.names
     if not names:
         args._parser.error(
