@@ -148,7 +148,9 @@ def test_cli_multipass_and_feedforward_video(
     assert "warping error:" in capsys.readouterr().out
     argv[argv.index("--passes") + 1] = "0"
     argv[argv.index("-o") + 1] = str(tmp_path / "x.mp4")
-    assert main(argv) == 1
+    with pytest.raises(SystemExit) as exit_info:  # a count: 0 is a usage error
+        main(argv)
+    assert exit_info.value.code == 2
     assert "--passes" in capsys.readouterr().err
 
     torch.manual_seed(0)

@@ -6,8 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from brushwork.choices import DEVICE_CHOICES
-from brushwork.cli.argtypes import floats
+from brushwork.cli import options
 
 EPILOG = """examples:
   brushwork stylize photo.jpg --model starry.safetensors -o out.png
@@ -16,15 +15,26 @@ EPILOG = """examples:
   brushwork stylize photo.jpg --method adain --style a.jpg b.jpg --style-weights 0.7,0.3 -o out.png
   brushwork stylize photo.jpg --method adain --style sky.jpg ground.jpg \\
             --mask sky.png ground.png -o out.png                      # a style per region
+  brushwork stylize photo.jpg --method adain --weights adain-files/ --style a.jpg -o out.png
   brushwork stylize photo.jpg --model wct.safetensors --style a.jpg --alpha 0.6 -o out.png
   brushwork stylize big.jpg --model starry.safetensors --tile 1024 -o out.png
 
---method adain without --model uses the published AdaIN weights (downloaded on first use).
+--method adain without --model uses the published AdaIN weights (downloaded on first use, or
+--weights: a folder with vgg_normalised.pth and decoder.pth, or the decoder file).
+--preserve-color: luminance keeps the content's colours for every method; histogram and
+mean-cov match the style's colours to the content first (AdaIN, WCT) or match the output's
+colours to the content (Johnson, whose style is in its weights).
 """
 
 
 #: One line for ``brushwork --help``.
 HELP = "stylise images with a trained network (Johnson, AdaIN, WCT, ONNX)"
+
+#: The option that gives each weight file this command uses (for missing-weights hints).
+WEIGHT_FLAGS = {"*": "--weights"}
+
+#: Largest relative difference of aspect ratio between a mask and the content.
+MASK_ASPECT_TOLERANCE = 0.02
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -33,35 +43,48 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help=HELP,
         description="Stylise an image or a folder of images with a feed-forward model.",
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("input", help="image file or folder of images")
-    p.add_argument("-o", "--output", required=True, help="output image, or folder for a folder")
-    p.add_argument("--model", default=None, help="model file (.safetensors or .onnx)")
+    options.add_output(p, what="output image, or folder for a folder")
+    p.add_argument("--model", default=None, metavar="PATH", help="model file (.safetensors/.onnx)")
     p.add_argument("--method", choices=("johnson", "adain", "wct"), default=None)
-    p.add_argument("--style", nargs="+", default=None, help="style image(s) for AdaIN/WCT")
-    p.add_argument("--style-weights", type=floats, default=None, help="e.g. 0.7,0.3")
-    p.add_argument("--style-size", type=int, default=512, help="style long side (%(default)s)")
-    p.add_argument("--alpha", type=float, default=1.0, help="content–style trade-off (AdaIN/WCT)")
-    p.add_argument("--preserve-color", action="store_true", help="keep the content's colours")
+    options.add_weights(
+        p, what="published AdaIN files (folder or decoder.pth) or WCT decoders, without --model"
+    )
+    options.add_styles(p, what="style image(s) for AdaIN/WCT")
+    p.add_argument(
+        "--style-size", type=options.count(1), default=512, metavar="N", help="style long side"
+    )
+    p.add_argument(
+        "--alpha", type=options.fraction, default=1.0, help="content–style trade-off (AdaIN/WCT)"
+    )
+    options.add_preserve_color(p)
     p.add_argument("--mask", nargs="+", default=None, help="one mask per style (AdaIN)")
-    p.add_argument("--size", type=int, default=None, help="resize inputs to this long side")
-    p.add_argument("--tile", type=int, default=None, help="tile side for large images")
-    p.add_argument("--tile-overlap", type=int, default=64, help="tile overlap (%(default)s)")
-    p.add_argument("--device", default="auto", help="|".join(DEVICE_CHOICES))
-    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    options.add_size(p, default=None)
+    p.add_argument(
+        "--tile", type=options.count(16), default=None, help="tile side for large images"
+    )
+    p.add_argument("--tile-overlap", type=options.count(0), default=64, help="tile overlap")
+    options.add_device(p)
+    options.add_precision(p, default="fp32", what="network precision")
     p.add_argument(
         "--compile",
         action="store_true",
         help="torch.compile a Johnson network: slow first image, faster later ones of that size",
     )
-    p.add_argument("-q", "--quiet", action="store_true")
+    options.add_memory_limit(p)
+    options.add_quiet(p)
     return p
 
 
-def _pairs(args: argparse.Namespace) -> list[tuple[Path, Path]]:
+def _pairs(args: argparse.Namespace) -> tuple[list[tuple[Path, Path]], Path | None]:
+    """(input, output) files, and the output folder to create (folder mode) or ``None``.
+
+    Nothing is created here: the folder is made only after every check passed.
+    """
     from brushwork.errors import OutputPathError
     from brushwork.image import check_output_path
+    from brushwork.resources import check_folder_writable
     from brushwork.transfer.data import list_images
 
     source = Path(args.input)
@@ -72,33 +95,83 @@ def _pairs(args: argparse.Namespace) -> list[tuple[Path, Path]]:
             raise OutputPathError(
                 f"input {source} is a folder, so --output must be a folder, got '{out_dir}'"
             )
-        out_dir.mkdir(parents=True, exist_ok=True)
-        return [
-            (f, check_output_path(out_dir / f.relative_to(source).with_suffix(".png"), inputs=[f]))
-            for f in files
-        ]
+        check_folder_writable(out_dir)
+        pairs = [(f, out_dir / f.relative_to(source).with_suffix(".png")) for f in files]
+        for given, target in pairs:
+            if target.exists() and target.resolve() == given.resolve():
+                raise OutputPathError(
+                    f"output '{target}' would overwrite the input '{given}'; "
+                    "choose another output folder"
+                )
+        return pairs, out_dir
     inputs = [source, *(args.style or []), *(args.mask or [])]
-    return [(source, check_output_path(args.output, inputs=inputs))]
+    return [(source, check_output_path(args.output, inputs=inputs))], None
+
+
+def _image_sizes(pairs: list[tuple[Path, Path]], first) -> list[tuple[int, int]]:
+    """(height, width) of every input: the loaded first image, the others' headers."""
+    from PIL import Image
+
+    sizes = [tuple(first.shape[-2:])]
+    for path, _target in pairs[1:]:
+        try:
+            with Image.open(path) as img:
+                sizes.append((img.height, img.width))
+        except (OSError, ValueError):
+            continue  # load_image reports it when its turn comes
+    return sizes
+
+
+def _scaled(size: tuple[int, int], long_side: int | None) -> tuple[int, int]:
+    height, width = size
+    if not long_side:
+        return height, width
+    scale = long_side / max(height, width)
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def _masks(args: argparse.Namespace, styles, sizes: list[tuple[int, int]]):
+    """The ``--mask`` images stacked as (1, S, H, W), checked against styles and inputs."""
+    from brushwork.errors import ConfigError
+    from brushwork.image import load_mask, resize_to
+
+    if args.mask is None:
+        return None
+    if not styles or len(args.mask) != len(styles):
+        raise ConfigError(
+            f"{len(args.mask)} mask(s) given for {len(styles or [])} style image(s): --mask "
+            "needs one mask per --style image"
+        )
+    import torch
+
+    loaded = []
+    for path in args.mask:
+        mask = load_mask(path)
+        mask_height, mask_width = mask.shape[-2:]
+        for height, width in sizes:
+            ratio = width / height
+            if abs(mask_width / mask_height - ratio) > MASK_ASPECT_TOLERANCE * ratio:
+                raise ConfigError(
+                    f"mask {path} is {mask_width}×{mask_height} but the input image is "
+                    f"{width}×{height}; a mask must have the input's aspect ratio"
+                )
+        loaded.append(mask)
+    height, width = loaded[0].shape[-2:]
+    return torch.cat([resize_to(m, height, width) for m in loaded])[None]
 
 
 def run(args: argparse.Namespace) -> int:
-    from brushwork.errors import ConfigError
-    from brushwork.image import load_image, load_mask, resize_long_side, save_image
+    from brushwork.image import load_image
+    from brushwork.resources import check_memory
+
+    pairs, out_dir = _pairs(args)
+    first = load_image(pairs[0][0])
+    styles = [load_image(s) for s in args.style] if args.style else None
+    sizes = _image_sizes(pairs, first)
+    masks = _masks(args, styles, sizes)
+    _check_memory(args, sizes, styles, check_memory)
     from brushwork.transfer.stylize import load_stylizer
 
-    pairs = _pairs(args)
-    styles = [load_image(s) for s in args.style] if args.style else None
-    masks = None
-    if args.mask is not None:
-        if not styles or len(args.mask) != len(styles):
-            raise ConfigError("--mask needs one mask per --style image")
-        import torch
-
-        loaded = [load_mask(m) for m in args.mask]
-        size = loaded[0].shape[-2:]
-        from brushwork.image import resize_to
-
-        masks = torch.cat([resize_to(m, *size) for m in loaded])[None]
     stylizer = load_stylizer(
         args.model,
         method=args.method,
@@ -109,20 +182,52 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         masks=masks,
         precision=args.precision,
+        weights=args.weights,
         style_size=args.style_size,
         tile=args.tile,
         tile_overlap=args.tile_overlap,
         compile=args.compile,
     )
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    _stylize_all(args, stylizer, pairs, first)
+    return 0
+
+
+def _check_memory(args, sizes, styles, check_memory) -> None:
+    from brushwork.transfer.stylize import estimate_memory
+
+    largest = max((_scaled(size, args.size) for size in sizes), key=lambda s: s[0] * s[1])
+    style_sizes = [_scaled(tuple(s.shape[-2:]), args.style_size) for s in styles or []]
+    need = estimate_memory(
+        args.method,
+        largest,
+        style_sizes=style_sizes,
+        tile=args.tile,
+        dtype_bytes=2 if args.precision in ("bf16", "fp16") else 4,
+    )
+    what = f"stylising a {largest[1]}×{largest[0]} image"
+    check_memory(need, _device(args.device), what=what, limit_gib=args.memory_limit)
+
+
+def _device(name: str):
+    from brushwork.devices import resolve_device
+
+    return resolve_device(name)
+
+
+def _stylize_all(args, stylizer, pairs: list[tuple[Path, Path]], first) -> None:
     import time
 
-    for source, target in pairs:
-        image = load_image(source)
+    from brushwork.image import load_image, resize_long_side, save_image
+
+    for index, (source, target) in enumerate(pairs):
+        image = first if index == 0 else load_image(source)
         if args.size:
             image = resize_long_side(image, args.size)
         began = time.perf_counter()
         out = stylizer(image[None])[0]
+        target.parent.mkdir(parents=True, exist_ok=True)
         save_image(out, target)
         if not args.quiet:
             print(f"saved {target} ({time.perf_counter() - began:.2f} s)", file=sys.stderr)
-    return 0

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from brushwork.choices import DEVICE_CHOICES
+from brushwork.cli import options
 
 EPILOG = """examples:
   brushwork train johnson --style starry.jpg --content-dir coco/train2014 -o starry.safetensors
@@ -15,11 +15,16 @@ EPILOG = """examples:
   brushwork train johnson ... --resume starry.safetensors.ckpt      # continue a run
 
 A resumable checkpoint is written to OUTPUT.ckpt every --checkpoint-every steps.
+--weights PATH: the loss network's weights (Johnson: VGG-16 in torchvision's layout;
+AdaIN/WCT: the published vgg_normalised.pth); by default the cache, downloaded on first use.
 """
 
 
 #: One line for ``brushwork --help``.
 HELP = "train a feed-forward network (Johnson, AdaIN, WCT decoders)"
+
+#: The option that gives each weight file this command uses (for missing-weights hints).
+WEIGHT_FLAGS = {"*": "--weights"}
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -33,75 +38,91 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help=HELP,
         description="Train a feed-forward style transfer network.",
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     methods = p.add_subparsers(dest="method", metavar="METHOD", parser_class=ArgumentParser)
     methods.required = True
 
-    def common(sub: argparse.ArgumentParser, d) -> None:
-        sub.add_argument("-o", "--output", required=True, help="model file (.safetensors)")
-        sub.add_argument("--steps", type=int, default=getattr(d, "steps", None))
-        sub.add_argument("--batch-size", type=int, default=d.batch_size)
-        sub.add_argument("--lr", type=float, default=d.learning_rate, help="Adam learning rate")
-        sub.add_argument("--image-size", type=int, default=d.image_size, help="crop side")
-        sub.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, metavar="N")
+    def common(sub: argparse.ArgumentParser, d, weights: str, old_weights: str) -> None:
+        options.add_output(sub, what="model file (.safetensors)")
+        options.add_steps(sub, default=getattr(d, "steps", None), what="optimiser steps")
+        sub.add_argument("--batch-size", type=options.count(1), default=d.batch_size, metavar="N")
+        sub.add_argument(
+            "--learning-rate",
+            "--lr",
+            dest="learning_rate",
+            type=options.positive_float,
+            default=d.learning_rate,
+            help="Adam learning rate",
+        )
+        sub.add_argument(
+            "--crop-size",
+            type=options.count(16),
+            default=d.image_size,
+            metavar="N",
+            help="side of the square training crops",
+        )
+        options.add_deprecated(
+            sub, "--image-size", dest="crop_size", new="--crop-size", type=options.count(16)
+        )
+        sub.add_argument(
+            "--checkpoint-every", type=options.count(1), default=d.checkpoint_every, metavar="N"
+        )
         sub.add_argument("--resume", default=None, metavar="CKPT", help="checkpoint to resume")
-        sub.add_argument("--seed", type=int, default=d.seed)
-        sub.add_argument("--device", default="auto", help="|".join(DEVICE_CHOICES))
-        sub.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+        options.add_weights(sub, what=weights)
+        options.add_deprecated(sub, old_weights, dest="weights", new="--weights")
+        options.add_seed(sub, default=d.seed)
+        options.add_device(sub)
+        options.add_quiet(sub)
         sub.set_defaults(_parser=sub)
 
     j, jc = JohnsonSettings(), JohnsonConfig()
     sub = methods.add_parser("johnson", help="one network per style (Johnson et al. 2016)")
     sub.add_argument("--style", required=True, help="style image")
     sub.add_argument("--content-dir", required=True, help="folder of content images (MS-COCO)")
-    common(sub, j)
-    sub.add_argument("--epochs", type=int, default=j.epochs, help="used when --steps is not given")
-    sub.add_argument("--content-weight", type=float, default=j.content_weight)
-    sub.add_argument("--style-weight", type=float, default=j.style_weight)
-    sub.add_argument("--tv-weight", type=float, default=j.tv_weight)
+    common(sub, j, "VGG-16 loss network (torchvision layout)", "--vgg-weights")
     sub.add_argument(
-        "--style-size", type=int, default=None, help="style long side (default: as is)"
+        "--epochs", type=options.count(1), default=j.epochs, help="used when --steps is not given"
     )
-    sub.add_argument("--channels", type=int, default=jc.channels, help="network width")
-    sub.add_argument("--residual-blocks", type=int, default=jc.residual_blocks)
-    sub.add_argument("--vgg-weights", default=None, metavar="PATH", help="VGG-16 weight file")
+    sub.add_argument("--content-weight", type=options.non_negative_float, default=j.content_weight)
+    sub.add_argument("--style-weight", type=options.non_negative_float, default=j.style_weight)
+    sub.add_argument("--tv-weight", type=options.non_negative_float, default=j.tv_weight)
+    sub.add_argument(
+        "--style-size",
+        type=options.count(16),
+        default=None,
+        help="style long side (default: as is)",
+    )
+    sub.add_argument("--channels", type=options.count(1), default=jc.channels, help="network width")
+    sub.add_argument("--residual-blocks", type=options.count(1), default=jc.residual_blocks)
 
     a = AdaINSettings()
     sub = methods.add_parser("adain", help="arbitrary style decoder (Huang & Belongie 2017)")
     sub.add_argument("--content-dir", required=True, help="folder of content images (MS-COCO)")
     sub.add_argument("--style-dir", required=True, help="folder of style images (WikiArt)")
-    common(sub, a)
-    sub.add_argument("--resize", type=int, default=a.resize, help="shorter side before cropping")
-    sub.add_argument("--lr-decay", type=float, default=a.lr_decay)
-    sub.add_argument("--style-weight", type=float, default=a.style_weight)
-    sub.add_argument("--content-weight", type=float, default=a.content_weight)
+    common(sub, a, "normalised VGG-19 encoder (vgg_normalised.pth)", "--encoder-weights")
     sub.add_argument(
-        "--encoder-weights",
-        default=None,
-        metavar="PATH",
-        help="vgg_normalised.pth (default: the published file)",
+        "--resize", type=options.count(16), default=a.resize, help="shorter side before cropping"
     )
+    sub.add_argument("--lr-decay", type=options.non_negative_float, default=a.lr_decay)
+    sub.add_argument("--style-weight", type=options.non_negative_float, default=a.style_weight)
+    sub.add_argument("--content-weight", type=options.non_negative_float, default=a.content_weight)
 
     w = WCTSettings()
     sub = methods.add_parser("wct", help="WCT reconstruction decoders (Li et al. 2017)")
     sub.add_argument("--content-dir", required=True, help="folder of training images")
-    common(sub, w)
-    sub.add_argument("--resize", type=int, default=w.resize, help="shorter side before cropping")
-    sub.add_argument("--levels", default="5,4,3,2,1", help="decoder levels (relu{k}_1)")
-    sub.add_argument("--feature-weight", type=float, default=w.feature_weight)
+    common(sub, w, "normalised VGG-19 encoder (vgg_normalised.pth)", "--encoder-weights")
     sub.add_argument(
-        "--encoder-weights",
-        default=None,
-        metavar="PATH",
-        help="vgg_normalised.pth (default: the published file)",
+        "--resize", type=options.count(16), default=w.resize, help="shorter side before cropping"
     )
+    sub.add_argument("--levels", default="5,4,3,2,1", help="decoder levels (relu{k}_1)")
+    sub.add_argument("--feature-weight", type=options.non_negative_float, default=w.feature_weight)
     return p
 
 
 def run(args: argparse.Namespace) -> int:
     from brushwork.errors import OutputPathError
     from brushwork.image import load_image
+    from brushwork.resources import probe_writable
     from brushwork.transfer import modelfile
 
     output = Path(args.output)
@@ -109,16 +130,20 @@ def run(args: argparse.Namespace) -> int:
         raise OutputPathError(f"the model file must end in .safetensors, got '{output}'")
     if not output.parent.is_dir():
         raise OutputPathError(f"folder {output.parent} does not exist; create it first")
+    if output.is_dir():
+        raise OutputPathError(f"the model file {output} is a folder")
+    probe_writable(output.parent, "model file")
     checkpoint = output.with_name(output.name + ".ckpt")
+    style = load_image(args.style) if args.method == "johnson" else None
 
     with _progress(args) as callback:
         if args.method == "johnson":
             from brushwork.transfer.johnson import JohnsonConfig, JohnsonSettings, train_johnson
 
             settings = JohnsonSettings(
-                image_size=args.image_size,
+                image_size=args.crop_size,
                 batch_size=args.batch_size,
-                learning_rate=args.lr,
+                learning_rate=args.learning_rate,
                 epochs=args.epochs,
                 steps=args.steps,
                 content_weight=args.content_weight,
@@ -129,12 +154,11 @@ def run(args: argparse.Namespace) -> int:
                 seed=args.seed,
                 config=JohnsonConfig(channels=args.channels, residual_blocks=args.residual_blocks),
             )
-            style = load_image(args.style)
             model, result = train_johnson(
                 style,
                 content_dir=args.content_dir,
                 settings=settings,
-                vgg_weights=args.vgg_weights,
+                vgg_weights=args.weights,
                 device=args.device,
                 checkpoint_path=checkpoint,
                 resume=args.resume,
@@ -151,9 +175,9 @@ def run(args: argparse.Namespace) -> int:
 
             settings = AdaINSettings(
                 resize=args.resize,
-                image_size=args.image_size,
+                image_size=args.crop_size,
                 batch_size=args.batch_size,
-                learning_rate=args.lr,
+                learning_rate=args.learning_rate,
                 lr_decay=args.lr_decay,
                 steps=args.steps,
                 content_weight=args.content_weight,
@@ -163,7 +187,7 @@ def run(args: argparse.Namespace) -> int:
             )
             settings.validate()
             base = AdaINModel()
-            base.encoder = load_published_encoder(path=args.encoder_weights)
+            base.encoder = load_published_encoder(path=args.weights)
             base.encoder.requires_grad_(False)
             model, result = train_adain(
                 content_dir=args.content_dir,
@@ -182,9 +206,9 @@ def run(args: argparse.Namespace) -> int:
 
             settings = WCTSettings(
                 resize=args.resize,
-                image_size=args.image_size,
+                image_size=args.crop_size,
                 batch_size=args.batch_size,
-                learning_rate=args.lr,
+                learning_rate=args.learning_rate,
                 steps=args.steps,
                 feature_weight=args.feature_weight,
                 checkpoint_every=args.checkpoint_every,
@@ -198,7 +222,7 @@ def run(args: argparse.Namespace) -> int:
                 raise ConfigError("--levels needs at least one level, e.g. 5,4,3,2,1")
             encoder = EncoderConfig(level=max(levels))
             base = WCTModel(WCTConfig(encoder=encoder, levels=levels))
-            base.encoder = load_published_encoder(base.config.encoder, path=args.encoder_weights)
+            base.encoder = load_published_encoder(base.config.encoder, path=args.weights)
             base.encoder.requires_grad_(False)
             model, result = train_wct(
                 image_dir=args.content_dir,

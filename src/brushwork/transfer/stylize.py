@@ -26,8 +26,27 @@ from brushwork.errors import ConfigError, WeightsError
 from brushwork.transfer.johnson import MULTIPLE, pad_to_multiple
 
 METHODS = ("johnson", "adain", "wct")
+#: ``preserve_color`` values: the same four as transfer and video.
+PRESERVE_COLOR_CHOICES = ("none", "luminance", "histogram", "mean-cov")
 #: Environment variable naming a default WCT model file (for ``method="wct"``).
 ENV_WCT_MODEL = "BRUSHWORK_WCT_MODEL"
+
+
+def preserve_color_mode(value: str | bool | None, method: str) -> str:
+    """The colour preservation of a method: one of :data:`PRESERVE_COLOR_CHOICES`.
+
+    ``True`` (the old boolean form) keeps its old meaning: luminance-only for Johnson,
+    the style recoloured by mean/covariance for AdaIN and WCT.
+    """
+    if value is None or value is False:
+        return "none"
+    if value is True:
+        return "luminance" if method == "johnson" else "mean-cov"
+    if value not in PRESERVE_COLOR_CHOICES:
+        raise ConfigError(
+            f"preserve_color must be one of {', '.join(PRESERVE_COLOR_CHOICES)}; got {value!r}"
+        )
+    return value
 
 
 def _check_images(images: torch.Tensor) -> torch.Tensor:
@@ -52,6 +71,11 @@ class Stylizer:
         device: where the network runs (outputs come back on the input's device).
         tile: tile side for large images (``None``: whole image at once).
         tile_overlap: overlap of neighbouring tiles.
+        preserve_color: ``"none"``; ``"luminance"``: the output's luminance with the
+            content's chrominance (every method); ``"histogram"`` / ``"mean-cov"``:
+            AdaIN and WCT match the style images' colours to each content before
+            encoding them, Johnson (whose style is fixed in its weights) matches the
+            output's colours to the content (:func:`brushwork.color.match_color`).
     """
 
     method = ""
@@ -63,13 +87,13 @@ class Stylizer:
         *,
         device: torch.device,
         dtype: torch.dtype = torch.float32,
-        preserve_color: bool = False,
+        preserve_color: str | bool = "none",
         tile: int | None = None,
         tile_overlap: int = 64,
     ) -> None:
         self.device = device
         self.dtype = dtype
-        self.preserve_color = preserve_color
+        self.preserve_color = preserve_color_mode(preserve_color, self.method)
         self.tile = tile
         self.tile_overlap = tile_overlap
 
@@ -87,13 +111,30 @@ class Stylizer:
                 )
             else:
                 out = self._padded(x)
-            out = out.clamp(0, 1)
-            if self.preserve_color and self.method == "johnson":
-                from brushwork.color import combine_luminance
-                from brushwork.image import luminance
-
-                out = combine_luminance(luminance(out), x)
+            out = self._recoloured(out.clamp(0, 1), x)
         return out.to(source)
+
+    def _recoloured(self, out: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
+        """Apply the output side of colour preservation to out (B, 3, H, W)."""
+        from brushwork import color
+
+        if self.preserve_color == "luminance":
+            from brushwork.image import luminance
+
+            return color.combine_luminance(luminance(out), content)
+        if self.recolours_output:
+            return color.match_color(out, content, self.preserve_color).clamp(0, 1)
+        return out
+
+    @property
+    def recolours_style(self) -> bool:
+        """AdaIN/WCT with histogram or mean-cov: the styles are matched to each content."""
+        return self.method != "johnson" and self.preserve_color in ("histogram", "mean-cov")
+
+    @property
+    def recolours_output(self) -> bool:
+        """Johnson with histogram or mean-cov: the output is matched to the content."""
+        return self.method == "johnson" and self.preserve_color in ("histogram", "mean-cov")
 
     def _padded(self, x: torch.Tensor) -> torch.Tensor:
         padded, h, w = pad_to_multiple(x, self.multiple)
@@ -228,7 +269,7 @@ class OnnxAdaINStylizer(Stylizer):
         self._no_content = np.zeros((1, 3, tiny, tiny), dtype=np.float32)
         self._no_stats = np.ones((1, channels), dtype=np.float32)
         self._no_style = np.zeros((1, 3, tiny, tiny), dtype=np.float32)
-        self._stats = None if self.preserve_color else self._style_stats(self.style)
+        self._stats = None if self.recolours_style else self._style_stats(self.style)
 
     def _style_stats(self, style: torch.Tensor):
         import numpy as np
@@ -249,7 +290,8 @@ class OnnxAdaINStylizer(Stylizer):
         if stats is None:
             from brushwork.color import match_color
 
-            stats = self._style_stats(match_color(self.style, x[:1].float().cpu(), "mean-cov"))
+            recoloured = match_color(self.style, x[:1].float().cpu(), self.preserve_color)
+            stats = self._style_stats(recoloured)
         feeds = {
             "content": x.detach().cpu().float().contiguous().numpy(),
             "mean": stats[0],
@@ -298,7 +340,7 @@ class _ArbitraryStylizer(Stylizer):
             images.append(s.float().to(self.device))
         self.styles = images
         with torch.inference_mode():
-            self._style_cache = None if self.preserve_color else self._encode_styles(images)
+            self._style_cache = None if self.recolours_style else self._encode_styles(images)
 
     def _styles_for(self, content: torch.Tensor) -> list:
         if self._style_cache is not None:
@@ -306,7 +348,7 @@ class _ArbitraryStylizer(Stylizer):
         from brushwork.color import match_color
 
         # Colour preservation: the style's colours are matched to this content first.
-        recoloured = [match_color(s, content[:1], "mean-cov") for s in self.styles]
+        recoloured = [match_color(s, content[:1], self.preserve_color) for s in self.styles]
         return self._encode_styles(recoloured)
 
     def _encode_styles(self, styles: list[torch.Tensor]) -> list:  # pragma: no cover
@@ -373,6 +415,72 @@ class WCTStylizer(_ArbitraryStylizer):
         )
 
 
+#: Values kept per pixel at the peak of one forward pass (inference, no autograd): three
+#: live activations of the widest full-resolution layer (Johnson: 32 channels; the
+#: AdaIN/WCT VGG encoder and mirror decoders: 64), rounded up.
+_PEAK_VALUES_PER_PIXEL = {"johnson": 3 * 32, "adain": 3 * 64, "wct": 3 * 64}
+#: Weights and runtime overhead, rounded up (WCT holds five decoders).
+_MODEL_BYTES = {"johnson": 64 * 1024**2, "adain": 256 * 1024**2, "wct": 512 * 1024**2}
+
+
+def estimate_memory(
+    method: str | None,
+    image_size: tuple[int, int],
+    *,
+    style_sizes: Sequence[tuple[int, int]] = (),
+    tile: int | None = None,
+    dtype_bytes: int = 4,
+) -> int:
+    """A rough estimate of the bytes a feed-forward run needs for one image.
+
+    The formula::
+
+        peak(h, w) = values_per_pixel · h · w · dtype_bytes     (Johnson 96, AdaIN/WCT 192)
+        total = peak(image or tile) + Σ peak(style) + 3 · 3 · H · W · 4   (input, output
+                and the padded copy, float32) + model bytes (64 / 256 / 512 MiB)
+
+    Args:
+        method: ``"johnson"``, ``"adain"``, ``"wct"`` (``None``: the largest, WCT).
+        image_size: (height, width) the network sees (after any resizing).
+        style_sizes: (height, width) of each style image as encoded (AdaIN/WCT).
+        tile: tile side when tiling (the network then sees at most tile × tile).
+        dtype_bytes: 4 for float32, 2 for bf16/fp16.
+    """
+    method = method if method in _PEAK_VALUES_PER_PIXEL else "wct"
+    height, width = image_size
+    seen = min(height, tile) * min(width, tile) if tile else height * width
+    per_pixel = _PEAK_VALUES_PER_PIXEL[method] * dtype_bytes
+    total = per_pixel * seen + 9 * height * width * 4 + _MODEL_BYTES[method]
+    total += sum(per_pixel * h * w for h, w in style_sizes)
+    return int(total)
+
+
+def model_method(model: str | Path | None, method: str | None = None) -> str | None:
+    """The method of a model file (from its metadata, without loading it), or ``method``.
+
+    ``None`` when it cannot be told (a missing or unreadable file: loading reports it).
+    """
+    if model is None:
+        return method
+    path = Path(model)
+    try:
+        if path.suffix.lower() == ".onnx":
+            from brushwork.transfer.onnx_export import open_session, read_metadata
+
+            return read_metadata(open_session(path)).get("architecture", "johnson")
+        import json
+
+        from safetensors import safe_open
+
+        from brushwork.transfer.modelfile import METADATA_KEY
+
+        with safe_open(str(path), framework="pt") as handle:
+            meta = json.loads((handle.metadata() or {}).get(METADATA_KEY, "{}"))
+        return meta.get("architecture", method)
+    except Exception:  # any unreadable file: load_stylizer reports it
+        return method
+
+
 def load_stylizer(
     model: str | Path | None = None,
     *,
@@ -380,10 +488,11 @@ def load_stylizer(
     styles: Sequence[torch.Tensor] | None = None,
     style_weights: Sequence[float] | None = None,
     alpha: float = 1.0,
-    preserve_color: bool = False,
+    preserve_color: str | bool = "none",
     device: str = "auto",
     masks: torch.Tensor | None = None,
     precision: str = "fp32",
+    weights: str | Path | None = None,
     style_size: int | None = None,
     tile: int | None = None,
     tile_overlap: int = 64,
@@ -400,11 +509,16 @@ def load_stylizer(
         styles: style images (3, H, W) in [0, 1] for AdaIN/WCT.
         style_weights: interpolation weights for several styles.
         alpha: content–style trade-off for AdaIN/WCT (1 = full style).
-        preserve_color: keep the content's colours (Johnson: luminance-only;
-            AdaIN/WCT: the style is recoloured to the content first).
+        preserve_color: ``"none"``, ``"luminance"``, ``"histogram"`` or ``"mean-cov"``
+            (see :class:`Stylizer`); ``True`` is the old boolean form.
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ...
         masks: AdaIN only: (len(styles), H, W) regions, one style per region.
-        precision: ``"fp32"`` or ``"bf16"`` (PyTorch paths).
+        precision: ``"auto"``, ``"fp32"``, ``"bf16"`` or ``"fp16"`` (PyTorch paths; see
+            :func:`brushwork.devices.resolve_precision`; fp16 is refused on the CPU).
+        weights: without ``model``: for AdaIN a folder holding the published
+            ``vgg_normalised.pth`` and ``decoder.pth``, or the decoder file (the encoder
+            then comes from the usual lookup); for WCT the decoders' model file (as
+            ``$BRUSHWORK_WCT_MODEL``).
         style_size: long side the style images are resized to (``None``: as given).
         tile, tile_overlap: process large images in overlapping tiles.
         compile: Johnson in PyTorch: ``torch.compile`` the network. The first image of
@@ -421,20 +535,21 @@ def load_stylizer(
         from brushwork.encoders import unknown_name_message
 
         raise ConfigError(unknown_name_message("method", method, METHODS))
+    from brushwork.devices import resolve_precision
+
     dev = resolve_device(device)
-    if precision not in ("fp32", "bf16"):
-        raise ConfigError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    dtype = resolve_precision(precision, dev)
     common = dict(
         device=dev, dtype=dtype, preserve_color=preserve_color, tile=tile, tile_overlap=tile_overlap
     )
     arbitrary = dict(styles=styles, style_weights=style_weights, alpha=alpha, style_size=style_size)
     if model is None:
         if method == "adain":
-            from brushwork.transfer.adain import load_published_adain
-
-            return AdaINStylizer(load_published_adain(), masks=masks, **arbitrary, **common)
-        if method == "wct" and os.environ.get(ENV_WCT_MODEL):
+            net = _published_adain(weights)
+            return AdaINStylizer(net, masks=masks, **arbitrary, **common)
+        if method == "wct" and weights is not None:
+            model = weights
+        elif method == "wct" and os.environ.get(ENV_WCT_MODEL):
             model = os.environ[ENV_WCT_MODEL]
         elif method == "wct":
             raise WeightsError(
@@ -478,3 +593,20 @@ def load_stylizer(
     if info.architecture == "adain":
         return AdaINStylizer(net, masks=masks, **arbitrary, **common)
     return WCTStylizer(net, **arbitrary, **common)
+
+
+def _published_adain(weights: str | Path | None) -> nn.Module:
+    """The published AdaIN model, from a folder of both files, a decoder file, or the cache."""
+    from brushwork import weights as store
+    from brushwork.transfer.adain import load_published_adain
+
+    if weights is None:
+        return load_published_adain()
+    path = Path(weights)
+    if path.is_dir():
+        encoder = path / store.get("adain-vgg-normalised").filename
+        decoder = path / store.get("adain-decoder").filename
+        return load_published_adain(
+            encoder_path=encoder if encoder.is_file() else None, decoder_path=decoder
+        )
+    return load_published_adain(decoder_path=path)

@@ -320,3 +320,23 @@ class _TemporalLoss:
         for target, mask in zip(targets, masks, strict=True):
             total = total + (mask * (pixels.float() - target).pow(2)).mean()
         return self.weight * total
+
+
+def estimate_memory(
+    frame_size: tuple[int, int],
+    settings: GatysVideoSettings,
+    *,
+    style_sizes: Sequence[tuple[int, int]] = (),
+) -> int:
+    """A rough estimate of the bytes one frame's optimisation needs.
+
+    :func:`brushwork.transfer.gatys.estimate_memory` at the frame size, plus the
+    temporal loss's inputs: for each previous frame used (``max(long_term)``), the
+    frame, its stylised result, the warped result, the flow (2 channels) and the
+    occlusion weights, float32: ``max(long_term) · 12 · H · W · 4`` bytes.
+    """
+    from brushwork.transfer.gatys import estimate_memory as image_memory
+
+    height, width = frame_size
+    single = image_memory(frame_size, replace(settings.image, size=None), style_sizes=style_sizes)
+    return int(single + max(settings.long_term) * 12 * height * width * 4)

@@ -332,13 +332,16 @@ def check_video_output(
         The path, made absolute.
 
     Raises:
-        OutputPathError: Unknown suffix, missing parent folder, a non-empty existing
-            folder, or the same path as an input.
+        OutputPathError: Unknown suffix, missing or read-only parent folder, a non-empty
+            existing folder, or the same path as an input.
     """
     out = Path(path).expanduser().absolute()
     suffix = out.suffix.lower()
     if not out.parent.is_dir():
         raise OutputPathError(f"output folder '{out.parent}' does not exist; create it first")
+    from brushwork.resources import probe_writable
+
+    probe_writable(out.parent, "output")
     for source in inputs:
         source_path = Path(source).expanduser().absolute()
         if source_path == out or (

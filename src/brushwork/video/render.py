@@ -136,7 +136,6 @@ def render_video(
         VideoError: The input cannot be read. OutputPathError: bad output path.
         ConfigError: A work folder exists without ``resume``, or belongs to another job.
     """
-    start_time = time.perf_counter()
     info = probe_video(source)
     out = check_video_output(output, inputs=[source])
     if size is not None and size < 16:
@@ -149,7 +148,31 @@ def render_video(
         "size": size,
         "settings": method.describe(),
     }
+    created = not folder.exists()
     done = _prepare_folder(folder, job, resume=resume)
+    try:
+        return _render(source, out, method, folder, info, done, size, measure, flow, progress)
+    except BaseException:
+        # A render that never finished a frame leaves nothing behind (nothing to resume).
+        if created and not any(folder.glob("frame_*.png")):
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+
+
+def _render(
+    source: str | os.PathLike,
+    out: Path,
+    method: VideoMethod,
+    folder: Path,
+    info,
+    done: int,
+    size: int | None,
+    measure: bool,
+    flow: str,
+    progress: Callable[[int, int], None] | None,
+) -> RenderResult:
+    """The frame loop, refining passes, measurement and writing of :func:`render_video`."""
+    start_time = time.perf_counter()
     passes = getattr(method, "passes", 1)
     total = info.frame_count * passes
     resumed_from = done + frames_done_in_passes(folder, info.frame_count, passes)
