@@ -77,7 +77,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
     j, jc = JohnsonSettings(), JohnsonConfig()
     sub = methods.add_parser("johnson", help="one network per style (Johnson et al. 2016)")
-    sub.add_argument("--style", required=True, help="style image")
+    options.add_styles(sub, required=True, what="style image (one)", weights=False)
     sub.add_argument("--content-dir", required=True, help="folder of content images (MS-COCO)")
     common(sub, j, "VGG-16 loss network (torchvision layout)", "--vgg-weights")
     sub.add_argument(
@@ -121,7 +121,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def run(args: argparse.Namespace) -> int:
     from brushwork.errors import OutputPathError
-    from brushwork.image import load_image
     from brushwork.resources import probe_writable
     from brushwork.transfer import modelfile
 
@@ -134,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
         raise OutputPathError(f"the model file {output} is a folder")
     probe_writable(output.parent, "model file")
     checkpoint = output.with_name(output.name + ".ckpt")
-    style = load_image(args.style) if args.method == "johnson" else None
+    style = _one_style(args) if args.method == "johnson" else None
 
     with _progress(args) as callback:
         if args.method == "johnson":
@@ -164,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
                 resume=args.resume,
                 callback=callback,
             )
-            digest = modelfile.file_sha256(args.style)
+            digest = modelfile.file_sha256(args.style[0])
         elif args.method == "adain":
             from brushwork.transfer.adain import (
                 AdaINModel,
@@ -239,6 +238,18 @@ def run(args: argparse.Namespace) -> int:
         losses = ", ".join(f"{k} {v:.4g}" for k, v in result.losses.items())
         print(f"saved {output} after {result.steps} steps ({losses})", file=sys.stderr)
     return 0
+
+
+def _one_style(args: argparse.Namespace):
+    """The one style image of a Johnson network, loaded (a missing file fails here)."""
+    from brushwork.errors import ConfigError
+    from brushwork.image import load_image
+
+    if len(args.style) != 1:
+        raise ConfigError(
+            f"a Johnson network learns one style; {len(args.style)} --style images were given"
+        )
+    return load_image(args.style[0])
 
 
 class _progress:

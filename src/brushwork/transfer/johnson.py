@@ -195,6 +195,10 @@ class TransformerNet(nn.Module):
         return self.decoder(self.residuals(self.encoder(images)))
 
 
+#: The Johnson network under the method's name (``TransformerNet`` is the paper's).
+JohnsonNet = TransformerNet
+
+
 def reinitialise(model: nn.Module, generator: torch.Generator) -> None:
     """Re-draw every convolution's weights from ``generator`` (PyTorch's default scheme).
 
