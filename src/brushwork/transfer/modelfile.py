@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from brushwork.atomic import atomic_path
+from brushwork.atomic import write_bytes_atomic
 from brushwork.errors import OutputPathError, WeightsError
 
 FORMAT_VERSION = 1
@@ -106,7 +106,7 @@ def save_model(
     Raises:
         OutputPathError: the suffix is not ``.safetensors`` or the folder is missing.
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     from brushwork import __version__
 
@@ -125,8 +125,10 @@ def save_model(
         "created_with": f"brushwork {__version__}",
     }
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    with atomic_path(out, ".part") as tmp:
-        save_file(state, str(tmp), metadata={METADATA_KEY: json.dumps(meta, sort_keys=True)})
+    # Serialised in memory and written through brushwork.atomic: safetensors' save_file
+    # replaces the file with one of mode 0600 whatever the umask.
+    data = save(state, metadata={METADATA_KEY: json.dumps(meta, sort_keys=True)})
+    write_bytes_atomic(out, data)
     return out
 
 
