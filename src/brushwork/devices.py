@@ -35,7 +35,13 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     if kind == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda was asked for but no CUDA GPU is visible to PyTorch")
+        raise ConfigError(f"--device {name} was asked for but no CUDA GPU is visible to PyTorch")
+    if kind == "cuda" and ":" in name:
+        index, count = name.split(":", 1)[1], torch.cuda.device_count()
+        if not index.isdigit() or int(index) >= count:
+            raise ConfigError(
+                f"--device {name}: PyTorch sees {count} CUDA GPU(s), numbered 0 to {count - 1}"
+            )
     if kind == "mps" and not torch.backends.mps.is_available():
         raise ConfigError("--device mps was asked for but MPS is not available on this machine")
     return torch.device(name)

@@ -41,7 +41,7 @@ HELP = "word attribution maps from cross-attention (DAAM)"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    from brushwork.cli.edit import add_device_precision, add_generated_size
+    from brushwork.cli.diffusion_common import add_device_precision, add_generated_size
     from brushwork.diffusion.attention import BLOCK_KINDS
     from brushwork.diffusion.maps import COLORMAPS
 
@@ -153,7 +153,7 @@ def slug(word: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from brushwork.cli.edit import (
+    from brushwork.cli.diffusion_common import (
         check_model_folder,
         check_run_memory,
         check_sides_for_model,

@@ -47,7 +47,7 @@ HELP = "generate an image: plain, saliency-guided (SGOOL) or from a style image"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    from brushwork.cli.edit import add_device_precision, add_generated_size
+    from brushwork.cli.diffusion_common import add_device_precision, add_generated_size
     from brushwork.diffusion.saliency import DETECTORS
     from brushwork.diffusion.sgool import OPTIMISERS, VIEWS, SGOOLSettings
     from brushwork.metrics.clip import DEFAULT_CLIP_MODEL
@@ -163,7 +163,7 @@ def _check_combination(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from brushwork.cli.edit import (
+    from brushwork.cli.diffusion_common import (
         check_model_folder,
         check_run_memory,
         check_sides_for_model,
@@ -286,7 +286,7 @@ def _run_sgool(
     detector: Any,
     size: tuple[int | None, int | None],
 ) -> int:
-    from brushwork.cli.edit import progress_callback, sheet_path, side_by_side
+    from brushwork.cli.diffusion_common import progress_callback, sheet_path, side_by_side
     from brushwork.cli.progress import step_progress
     from brushwork.diffusion.pipelines import user_errors
     from brushwork.diffusion.sgool import SGOOLSettings, sgool

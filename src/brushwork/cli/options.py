@@ -335,7 +335,7 @@ def add_size(
         type=size_spec if exact else _long_side,
         default=parsed,
         metavar=forms,
-        help=f"{what} (default: {default if default is not None else 'see below'})",
+        help=f"{what} (default: {default})" if default is not None else what,
     )
 
 
@@ -438,7 +438,7 @@ def add_model(
         "--model",
         default=default,
         metavar="ID|FOLDER",
-        help=f"{what} (default: {default or 'see below'})",
+        help=f"{what} (default: {default})" if default else what,
     )
 
 

@@ -40,7 +40,7 @@ HELP = "content/style separation study of text-to-image attention (Cow of Rembra
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    from brushwork.cli.edit import add_device_precision, add_generated_size
+    from brushwork.cli.diffusion_common import add_device_precision, add_generated_size
 
     parser = subparsers.add_parser(
         "study",
@@ -148,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from brushwork.cli.edit import (
+    from brushwork.cli.diffusion_common import (
         check_model_folder,
         check_run_memory,
         check_sides_for_model,
