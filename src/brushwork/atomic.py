@@ -42,6 +42,13 @@ def create_temp_file(target: str | os.PathLike[str], suffix: str = ".tmp") -> tu
     raise FileExistsError(f"could not create a temporary file next to '{out}'")
 
 
+def current_umask() -> int:
+    """The process's umask (read by setting and restoring it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike[str], suffix: str = ".tmp") -> Iterator[Path]:
     """Yield a temporary path beside ``target``; rename it over ``target`` on success.
@@ -54,6 +61,8 @@ def atomic_path(target: str | os.PathLike[str], suffix: str = ".tmp") -> Iterato
     os.close(fd)
     try:
         yield temp
+        # Some writers (safetensors) replace the file with one of their own, mode 0600.
+        os.chmod(temp, 0o666 & ~current_umask())
         os.replace(temp, out)
     except BaseException:
         with contextlib.suppress(OSError):

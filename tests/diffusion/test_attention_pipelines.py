@@ -135,9 +135,7 @@ def test_load_pipeline_from_a_saved_folder(sd_pipe, tmp_path):
 def test_load_pipeline_errors(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    with pytest.raises(
-        WeightsError, match=r"(?s)org/not-a-model.*Hugging Face cache.*--model"
-    ):
+    with pytest.raises(WeightsError, match=r"(?s)org/not-a-model.*Hugging Face cache.*--model"):
         load_pipeline("org/not-a-model", device="cpu")
     with pytest.raises(WeightsError, match="does not exist"):
         load_pipeline(str(tmp_path / "missing" / "folder"), device="cpu")

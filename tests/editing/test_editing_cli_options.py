@@ -161,7 +161,7 @@ def test_generate_renamed_sgool_and_style_flags_parse_with_warnings(capsys):
             "x.png",
         ]
     )
-    assert (args.optimizer, args.style, args.ip_adapter_scale) == ("sgd", "s.png", 0.5)
+    assert (args.optimizer, args.style, args.ip_adapter_scale) == ("sgd", ["s.png"], 0.5)
     assert args.learning_rate == 0.2
     err = capsys.readouterr().err
     for old, new in (("--optimiser", "--optimizer"), ("--style-image", "--style"),

@@ -55,7 +55,7 @@ def test_counts_are_argparse_errors(study_model, tmp_path, extra):
 def test_old_dtype_still_works_progress_lines_and_report_rule(study_model, tmp_path, capsys):
     pytest.importorskip("matplotlib")
     out = tmp_path / "run"
-    args = _run_args(study_model, out, "--rule", "first")
+    args = _run_args(study_model, out, "--rules", "first")
     args.remove("-q")
     args[args.index("--precision")] = "--dtype"
     args[args.index("--dtype") + 1] = "float32"
@@ -69,3 +69,16 @@ def test_old_dtype_still_works_progress_lines_and_report_rule(study_model, tmp_p
     assert not (tmp_path / "report").exists()
     assert main(["study", "report", str(out), "-o", str(tmp_path / "report"), "--rule",
                  "first"]) == 0  # fmt: skip
+
+
+def test_run_rules_flag_and_its_old_spelling():
+    from brushwork.cli.main import build_parser
+
+    parser = build_parser("study")
+    base = ["study", "run", "-o", "x"]
+    assert parser.parse_args([*base, "--rules", "mean,first"]).rules == "both"
+    assert parser.parse_args([*base, "--rules", "mean"]).rules == "mean"
+    assert parser.parse_args(base).rules == "both"
+    assert parser.parse_args([*base, "--rule", "both"]).rules == "both"  # deprecated spelling
+    with pytest.raises(SystemExit):
+        parser.parse_args([*base, "--rules", "last"])

@@ -124,7 +124,7 @@ def test_study_changed_settings_are_refused(study_model, reference, capsys, tmp_
     assert main([*_cli_args(study_model, out), "--limit", "1"]) == 0
     with StudyStore(out, create=False) as store:
         assert store.counts()["done"] == 1
-    assert main([*_cli_args(study_model, out), "--limit", "1", "--rule", "first"]) == 1
+    assert main([*_cli_args(study_model, out), "--limit", "1", "--rules", "first"]) == 1
     assert "other settings" in capsys.readouterr().err
     args = _cli_args(study_model, out)
     args[args.index("--steps") + 1] = "3"

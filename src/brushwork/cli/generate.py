@@ -111,8 +111,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     s.add_argument("--clip-model", default=DEFAULT_CLIP_MODEL, help="CLIP model: hub id or folder")
 
     r = p.add_argument_group("style reference (IP-Adapter / InstantStyle)")
-    r.add_argument("--style", default=None, metavar="IMAGE", help="the style reference image")
-    options.add_deprecated(r, "--style-image", dest="style", new="--style")
+    options.add_styles(r, what="the style reference image (one)", weights=False, several=False)
+    options.add_deprecated(r, "--style-image", dest="style", new="--style", nargs=1)
     preset = r.add_mutually_exclusive_group()
     preset.add_argument("--style-only", action="store_true", help="style blocks only")
     preset.add_argument("--style-layout", action="store_true", help="style and layout blocks")
@@ -154,6 +154,10 @@ def _check_finite(image: Any) -> None:
 def _check_combination(args: argparse.Namespace) -> None:
     from brushwork.errors import ConfigError
 
+    if args.style and len(args.style) > 1:
+        raise ConfigError(f"--style takes one reference image here, got {len(args.style)}")
+    if args.style:
+        args.style = args.style[0]
     if args.saliency_guided and args.style:
         raise ConfigError("choose one of --saliency-guided and --style")
     if (args.style_only or args.style_layout) and not args.style:

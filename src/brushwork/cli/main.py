@@ -23,6 +23,7 @@ from brushwork.errors import BrushworkError
 
 #: Subcommand name -> module under ``brushwork.cli`` that implements it.
 SUBCOMMANDS: dict[str, str] = {
+    "demo": "brushwork.cli.demo",
     "transfer": "brushwork.cli.transfer",
     "attend": "brushwork.cli.attend",
     "video": "brushwork.cli.video",

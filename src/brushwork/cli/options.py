@@ -380,6 +380,7 @@ def add_styles(
     required: bool = False,
     what: str = "style image(s)",
     weights: bool = True,
+    several: bool = True,
 ) -> None:
     """``--style A [B ...]`` (repeatable) and ``--style-weights 0.7,0.3``.
 
@@ -395,7 +396,7 @@ def add_styles(
         required=required,
         default=None,
         metavar="IMAGE",
-        help=f"{what}; several styles: --style A B or --style A --style B",
+        help=f"{what}; several styles: --style A B or --style A --style B" if several else what,
     )
     if weights:
         parser.add_argument(

@@ -86,12 +86,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     add_generated_size(m)
     add_device_precision(m)
     m.add_argument(
-        "--rule",
-        choices=("first", "mean", "both"),
+        "--rules",
+        type=_stored_rules,
         default="both",
-        help="word→token rule: first token (original), mean of a phrase's tokens, or both "
-        "from the same images, so that report can show either",
+        metavar="mean,first",
+        help="word→token rules to store: mean of a phrase's tokens, first token (original), "
+        "or both from the same images so that report can show either (default: mean,first)",
     )
+    options.add_deprecated(m, "--rule", dest="rules", new="--rules", type=_stored_rules)
     e = run.add_argument_group("execution")
     options.add_steps(e, default=1, what="prompts per pipeline call", flag="--batch-size")
     e.add_argument("--engine", choices=("local", "ray"), default="local", help="where to run")
@@ -128,6 +130,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     report.add_argument("folders", nargs="+", metavar="FOLDER", help="run folder(s)")
     options.add_output(report, what="report folder")
     options.add_rule(report)
+    options.add_quiet(report)
     report.add_argument(
         "--mode", choices=("fixed", "quantile"), default="fixed", help="mask threshold mode"
     )
@@ -137,6 +140,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     for action_parser in actions.choices.values():
         action_parser.set_defaults(_parser=action_parser)
     return parser
+
+
+def _stored_rules(text: str) -> str:
+    """``"mean,first"`` (or the old ``"both"``) -> ``"both"``; ``"mean"`` -> ``"mean"``."""
+    names = {part.strip() for part in text.split(",") if part.strip()}
+    if "both" in names:
+        names = (names - {"both"}) | {"first", "mean"}
+    unknown = names - {"first", "mean"}
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"expected mean, first or mean,first, got '{text}'")
+    return "both" if names == {"first", "mean"} else names.pop()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -171,7 +185,7 @@ def _run(args: argparse.Namespace) -> int:
         height=height,
         width=width,
         dtype=dtype_name(args.precision),  # stored under the library's dtype names
-        rule=args.rule,
+        rule=args.rules,
     )
     settings.validate()
     check_model_folder(args.model)

@@ -77,7 +77,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
     j, jc = JohnsonSettings(), JohnsonConfig()
     sub = methods.add_parser("johnson", help="one network per style (Johnson et al. 2016)")
-    options.add_styles(sub, required=True, what="style image (one)", weights=False)
+    options.add_styles(sub, required=True, what="style image (one)", weights=False, several=False)
     sub.add_argument("--content-dir", required=True, help="folder of content images (MS-COCO)")
     common(sub, j, "VGG-16 loss network (torchvision layout)", "--vgg-weights")
     sub.add_argument(

@@ -1,6 +1,7 @@
 """Evaluation metrics for stylisation, editing and video results.
 
-Content fidelity: :func:`ssim`, :class:`LPIPS`, :func:`content_feature_loss`.
+Content fidelity: :func:`brushwork.metrics.ssim.ssim` (the submodule keeps the name),
+:class:`LPIPS`, :func:`content_feature_loss`.
 Style fidelity: :func:`gram_style_loss`, :meth:`CLIPScorer.image_similarity`,
 :func:`color_histogram_distance`, FID and ArtFID (:mod:`brushwork.metrics.fid`).
 Editing: CLIP text/direction scores and accuracy, :class:`StructureScorer`, LPIPS.
@@ -12,15 +13,33 @@ Heavy models are loaded by ``load_*`` functions through :mod:`brushwork.weights`
 
 from __future__ import annotations
 
-from brushwork.metrics.fid import art_fid, fid_from_features, frechet_distance, load_inception
-from brushwork.metrics.lpips import LPIPS, load_lpips
-from brushwork.metrics.ssim import SSIM, ssim
-from brushwork.metrics.style import (
-    color_histogram_distance,
-    content_feature_loss,
-    gram_style_loss,
-)
-from brushwork.metrics.summary import paired_comparison, summarize
+import importlib
+from typing import Any
+
+#: Public name -> the submodule that defines it. Imported on first use, so that
+#: ``brushwork.metrics.evaluation`` (and with it ``brushwork evaluate --help``) loads
+#: without torch.
+_WHERE = {
+    "art_fid": "fid",
+    "fid_from_features": "fid",
+    "frechet_distance": "fid",
+    "load_inception": "fid",
+    "LPIPS": "lpips",
+    "load_lpips": "lpips",
+    "SSIM": "ssim",
+    "color_histogram_distance": "style",
+    "content_feature_loss": "style",
+    "gram_style_loss": "style",
+    "paired_comparison": "summary",
+    "summarize": "summary",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'brushwork.metrics' has no attribute '{name}'")
+    return getattr(importlib.import_module(f"brushwork.metrics.{_WHERE[name]}"), name)
+
 
 __all__ = [
     "LPIPS",
@@ -34,6 +53,5 @@ __all__ = [
     "load_inception",
     "load_lpips",
     "paired_comparison",
-    "ssim",
     "summarize",
 ]
