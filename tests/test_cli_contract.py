@@ -313,6 +313,9 @@ def _cases() -> list[Case]:
                 Case(command, "--device cuda:1 (no GPU)", _with(base, "--device", "cuda:1"))
             )
         cases.append(Case(command, "read-only output", base.replace("{out}", "{readonly}")))
+    train = BASE["train johnson"]
+    cases.append(Case("train johnson", "--crop-size 100000", _with(train, "--crop-size", "100000")))
+    cases.append(Case("train johnson", "--crop-size 0", _with(train, "--crop-size", "0")))
     mask = BASE["transfer"]
     cases.append(Case("transfer", "two masks, one style", f"{mask} --mask {{mask}} {{mask}}"))
     cases.append(Case("transfer", "mask of another aspect", f"{mask} --mask {{mask_wide}}"))

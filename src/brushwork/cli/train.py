@@ -72,6 +72,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         options.add_deprecated(sub, old_weights, dest="weights", new="--weights")
         options.add_seed(sub, default=d.seed)
         options.add_device(sub)
+        options.add_memory_limit(sub)
         options.add_quiet(sub)
         sub.set_defaults(_parser=sub)
 
@@ -132,6 +133,16 @@ def run(args: argparse.Namespace) -> int:
     if output.is_dir():
         raise OutputPathError(f"the model file {output} is a folder")
     probe_writable(output.parent, "model file")
+    from brushwork.devices import resolve_device
+    from brushwork.resources import check_memory
+    from brushwork.transfer.training import estimate_training_memory
+
+    check_memory(
+        estimate_training_memory(args.crop_size, args.batch_size),
+        resolve_device(args.device),
+        what=f"training on {args.crop_size} px crops in batches of {args.batch_size}",
+        limit_gib=args.memory_limit,
+    )
     checkpoint = output.with_name(output.name + ".ckpt")
     style = _one_style(args) if args.method == "johnson" else None
 

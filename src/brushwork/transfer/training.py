@@ -191,3 +191,19 @@ def train_loop(
             callback(TrainStep(done, steps, losses, rate, written))
     model.eval()
     return TrainResult(steps, losses, time.perf_counter() - began)
+
+
+#: Float32 values held per training pixel: the network's activations (≈ 600 for the
+#: Johnson network or a VGG decoder) and the loss network's for the output and the
+#: target (≈ 530 each for VGG to relu4), doubled for their gradients.
+_TRAINING_VALUES_PER_PIXEL = 2 * (600 + 2 * 530)
+
+
+def estimate_training_memory(crop_size: int, batch_size: int) -> int:
+    """A rough upper estimate of the bytes one training step needs.
+
+    ``batch · crop² · 3320 values · 4 bytes + 1 GiB`` (weights, optimiser state and the
+    loss network). At 256 px crops in batches of 4: about 4.3 GiB.
+    """
+    pixels = int(crop_size) ** 2 * int(batch_size)
+    return pixels * _TRAINING_VALUES_PER_PIXEL * 4 + (1 << 30)

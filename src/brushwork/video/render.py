@@ -30,6 +30,7 @@ import torch
 from PIL import Image
 
 from brushwork import image as imageops
+from brushwork.atomic import atomic_path, write_text_atomic
 from brushwork.errors import ConfigError
 from brushwork.flow import WarpingErrorMeter
 from brushwork.video.io import (
@@ -268,9 +269,7 @@ def _prepare_folder(folder: Path, job: dict[str, object], *, resume: bool) -> in
             done += 1
         return done
     folder.mkdir()
-    temp = job_file.with_suffix(".tmp")
-    temp.write_text(json.dumps(job, indent=2))
-    os.replace(temp, job_file)
+    write_text_atomic(job_file, json.dumps(job, indent=2))
     return 0
 
 
@@ -280,9 +279,8 @@ def _sized_frames(source: str | os.PathLike, size: int | None) -> Iterator[torch
 
 
 def _save_png_atomically(array, file: Path) -> None:
-    temp = file.with_name(f".{file.name}.tmp")
-    Image.fromarray(array, mode="RGB").save(temp, format="PNG")
-    os.replace(temp, file)
+    with atomic_path(file) as temp:
+        Image.fromarray(array, mode="RGB").save(temp, format="PNG")
 
 
 def _load_array(file: Path):
