@@ -30,6 +30,7 @@ import torch
 from brushwork.cli import options
 from brushwork.cli.main import SUBCOMMANDS, build_parser, main
 from brushwork.image import save_image
+from cli_testing import read_only_folder
 from weights_testing import isolate_weights_env
 
 sys.path[:0] = [str(Path(__file__).parent / "diffusion"), str(Path(__file__).parent / "video")]
@@ -215,23 +216,6 @@ def _offline(monkeypatch, tmp_path):
     isolate_weights_env(monkeypatch, tmp_path)
     monkeypatch.setenv("BRUSHWORK_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-
-
-def read_only_folder(tmp_path: Path) -> Path:
-    """A folder nobody may write in: chmod for users, a read-only mount for root."""
-    if os.geteuid() != 0:
-        folder = tmp_path / "locked"
-        folder.mkdir()
-        folder.chmod(0o555)
-        return folder
-    for candidate in (Path("/sys"), Path("/proc/sys")):
-        if candidate.is_dir() and not os.access(candidate, os.W_OK):
-            return candidate
-        try:
-            (candidate / ".probe").touch()
-        except OSError:
-            return candidate
-    pytest.skip("no read-only location for root on this machine")
 
 
 @dataclass

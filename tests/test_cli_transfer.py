@@ -9,6 +9,7 @@ import torch
 
 from brushwork.cli.main import main
 from brushwork.image import load_image, save_image
+from cli_testing import error_line
 from weights_testing import isolate_weights_env
 
 
@@ -48,15 +49,6 @@ def transfer(files: dict[str, Path], *extra: str, style: Path | None = None, sty
     return main(argv)
 
 
-def one_line_error(capsys) -> str:
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("error: ")
-    return lines[0]
-
-
 def test_transfer_writes_the_image_and_intermediates(files):
     assert transfer(files, "--save-every", "2") == 0
     out = load_image(files["out"])
@@ -81,7 +73,7 @@ def test_two_styles_with_blend_and_luminance_preservation(files):
 def test_missing_file(files, capsys):
     files["content"] = files["content"].with_name("nope.jpg")
     assert transfer(files) == 1
-    assert "nope.jpg" in one_line_error(capsys)
+    assert "nope.jpg" in error_line(capsys.readouterr().err, only=True)
     assert not files["out"].exists()
 
 
@@ -93,26 +85,26 @@ def test_unreadable_images(files, capsys, kind):
         {"truncated": data[: len(data) // 2], "text": b"hello, not an image\n", "empty": b""}[kind]
     )
     assert transfer(files, style=bad) == 1
-    assert bad.name in one_line_error(capsys)
+    assert bad.name in error_line(capsys.readouterr().err, only=True)
     assert not files["out"].exists()
 
 
 def test_too_many_pixels_names_the_override(files, capsys):
     assert transfer(files, "--max-pixels", "100") == 1
-    assert "--max-pixels" in one_line_error(capsys)
+    assert "--max-pixels" in error_line(capsys.readouterr().err, only=True)
 
 
 def test_output_in_a_missing_folder(files, capsys):
     files["out"] = files["out"].parent / "missing" / "out.png"
     assert transfer(files) == 1
-    assert "missing" in one_line_error(capsys)
+    assert "missing" in error_line(capsys.readouterr().err, only=True)
 
 
 def test_output_equal_to_an_input_is_refused(files, capsys):
     before = files["content"].read_bytes()
     files["out"] = files["content"].parent / "." / "content.png"
     assert transfer(files) == 1
-    assert "input" in one_line_error(capsys)
+    assert "input" in error_line(capsys.readouterr().err, only=True)
     assert files["content"].read_bytes() == before
 
 
@@ -127,7 +119,7 @@ def test_output_equal_to_an_input_is_refused(files, capsys):
 )
 def test_bad_settings(files, capsys, flags, needle):
     assert transfer(files, *flags) == 1
-    assert needle in one_line_error(capsys)
+    assert needle in error_line(capsys.readouterr().err, only=True)
     assert not files["out"].exists()
 
 
@@ -155,7 +147,7 @@ def test_bad_values_are_usage_errors(files, capsys, flags, needle):
 def test_mask_of_the_wrong_size(files, capsys, tmp_path):
     mask = save_image(torch.ones(1, 10, 12), tmp_path / "mask.png")
     assert transfer(files, "--mask", str(mask)) == 1
-    assert "mask" in one_line_error(capsys)
+    assert "mask" in error_line(capsys.readouterr().err, only=True)
 
 
 def test_unknown_option_suggests_the_nearest(files, capsys):

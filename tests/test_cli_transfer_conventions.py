@@ -12,6 +12,7 @@ import torch
 
 from brushwork.cli.main import main
 from brushwork.image import save_image
+from cli_testing import error_line
 from weights_testing import isolate_weights_env
 
 
@@ -37,14 +38,6 @@ def base_argv(files: dict[str, Path], *, size: str = "64", steps: str = "7") -> 
         "-o", str(files["out"]), "--size", size, "--steps", steps, "--device", "cpu",
         "--weights", str(files["weights"]),
     ]  # fmt: skip
-
-
-def one_line_error(err: str) -> str:
-    assert "Traceback" not in err
-    lines = [line for line in err.strip().splitlines() if not line.startswith("warning:")]
-    assert len(lines) == 1, err
-    assert lines[0].startswith("error: ")
-    return lines[0]
 
 
 def test_steps_is_the_total_over_the_pyramid(files, capsys):
@@ -83,14 +76,14 @@ def test_huge_sizes_are_refused_fast_with_the_estimate(files, capsys, size):
     began = time.perf_counter()
     assert main(base_argv(files, size=size)) == 1
     assert time.perf_counter() - began < 1.0
-    line = one_line_error(capsys.readouterr().err)
+    line = error_line(capsys.readouterr().err, only=True)
     assert "needs about" in line and "GiB" in line and "--memory-limit" in line
     assert not files["out"].exists()
 
 
 def test_memory_limit_flag_refuses_and_zero_disables(files, capsys):
     assert main([*base_argv(files, size="32", steps="1"), "--memory-limit", "0.01"]) == 1
-    assert "--memory-limit of 0.01 GiB" in one_line_error(capsys.readouterr().err)
+    assert "--memory-limit of 0.01 GiB" in error_line(capsys.readouterr().err, only=True)
     assert main([*base_argv(files, size="32", steps="1"), "--memory-limit", "0", "-q"]) == 0
 
 
@@ -105,7 +98,7 @@ def test_read_only_output_is_refused_before_work(files, capsys, tmp_path):
     began = time.perf_counter()
     assert main(base_argv(files, steps="1000")) == 1
     assert time.perf_counter() - began < 5
-    one_line_error(capsys.readouterr().err)
+    error_line(capsys.readouterr().err, only=True)
     assert not files["out"].exists()
 
 
@@ -113,13 +106,13 @@ def test_wrong_mask_count_is_refused(files, capsys, tmp_path):
     mask = save_image(torch.ones(1, 64, 64), tmp_path / "mask.png")
     argv = [*base_argv(files), "--mask", str(mask), str(mask)]
     assert main(argv) == 1
-    assert "2 mask(s) given for 1 style image(s)" in one_line_error(capsys.readouterr().err)
+    assert "2 mask(s) given for 1 style image(s)" in error_line(capsys.readouterr().err, only=True)
 
 
 def test_mask_of_another_aspect_names_both_sizes(files, capsys, tmp_path, content_image):
     mask = save_image(torch.ones(1, 10, 40), tmp_path / "mask.png")
     assert main([*base_argv(files), "--mask", str(mask)]) == 1
-    line = one_line_error(capsys.readouterr().err)
+    line = error_line(capsys.readouterr().err, only=True)
     height, width = content_image.shape[-2:]
     assert "40×10" in line and f"{width}×{height}" in line
 

@@ -8,6 +8,7 @@ import os
 import pytest
 
 from brushwork.cli.main import main
+from cli_testing import error_line
 
 
 @pytest.fixture(scope="module")
@@ -22,14 +23,6 @@ def _args(model, out, *extra):
             "--device", "cpu", "-q", "-o", str(out), *extra]  # fmt: skip
 
 
-def _one_error_line(capsys) -> str:
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    lines = [line for line in err.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1, err
-    return lines[0]
-
-
 @pytest.mark.parametrize(
     ("size", "message"),
     [
@@ -41,7 +34,7 @@ def test_sizes_refused_before_loading_and_no_folder(tmp_path, capsys, size, mess
     out = tmp_path / "maps"
     code = main(_args("nobody/no-such-model", out, *size))
     assert code == 1
-    assert _one_error_line(capsys) == f"error: {message}"
+    assert error_line(capsys.readouterr().err) == f"error: {message}"
     assert not out.exists()
 
 
@@ -84,7 +77,7 @@ def test_read_only_output_refused_before_loading(tmp_path, capsys):
         os.mkdir(parent, 0o500)
     code = main(_args("nobody/no-such-model", f"{parent}/maps"))
     assert code == 1
-    assert "cannot" in _one_error_line(capsys)
+    assert "cannot" in error_line(capsys.readouterr().err)
     assert not os.path.exists(f"{parent}/maps")
 
 
@@ -93,13 +86,13 @@ def test_memory_estimate_and_cuda_1(model_dir, tmp_path, capsys):
 
     out = tmp_path / "maps"
     assert main(_args(model_dir, out, "--size", "8192", "--memory-limit", "2")) == 1
-    assert "attend at 8192x8192 needs about" in _one_error_line(capsys)
+    assert "attend at 8192x8192 needs about" in error_line(capsys.readouterr().err)
     assert not out.exists()
     if not torch.cuda.is_available():
         args = _args(model_dir, out)
         args[args.index("--device") + 1] = "cuda:1"
         assert main(args) == 1
-        assert "no CUDA GPU" in _one_error_line(capsys)
+        assert "no CUDA GPU" in error_line(capsys.readouterr().err)
         assert not out.exists()
 
 

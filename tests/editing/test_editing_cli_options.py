@@ -10,6 +10,7 @@ import torch
 
 from brushwork.cli.main import main
 from brushwork.image import load_image, save_image
+from cli_testing import error_line
 
 
 @pytest.fixture(scope="module")
@@ -24,14 +25,6 @@ def odd_photo(tmp_path):
     path = tmp_path / "odd.png"
     save_image(torch.rand(3, 45, 70, generator=torch.Generator().manual_seed(1)), path)
     return path
-
-
-def _one_error_line(capsys) -> str:
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    lines = [line for line in err.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1, err
-    return lines[0]
 
 
 def _edit(photo, out, *extra):
@@ -92,7 +85,7 @@ def test_generate_sizes_refused_before_loading(tmp_path, capsys, size, message):
     # the model does not exist: the size is refused before anything would load it
     code = main(["generate", "a cat", *size, "--model", "nobody/no-such-model", "-o", str(out)])
     assert code == 1
-    assert _one_error_line(capsys) == f"error: {message}"
+    assert error_line(capsys.readouterr().err) == f"error: {message}"
     assert not out.exists()
 
 
@@ -112,7 +105,7 @@ def test_generate_memory_estimate_refuses_huge_sizes(sd_dir, tmp_path, capsys):
     args = ["generate", "a cat", "--size", "4096", "--model", str(sd_dir), "--device", "cpu",
             "--memory-limit", "1", "-o", str(out)]  # fmt: skip
     assert main(args) == 1
-    line = _one_error_line(capsys)
+    line = error_line(capsys.readouterr().err)
     assert "generating at 4096x4096 needs about" in line and "--memory-limit" in line
     assert not out.exists()
 
@@ -127,7 +120,7 @@ def test_cuda_1_is_accepted_and_refused_in_one_line_without_cuda(sd_dir, tmp_pat
     out = tmp_path / "x.png"
     code = main(["generate", "a cat", "--device", "cuda:1", "--model", str(sd_dir), "-o", str(out)])
     assert code == 1
-    assert "no CUDA GPU" in _one_error_line(capsys)
+    assert "no CUDA GPU" in error_line(capsys.readouterr().err)
     assert not out.exists()
 
 
@@ -178,7 +171,7 @@ def test_generate_unreadable_output_folder(sd_dir, tmp_path, capsys):
         os.mkdir(folder, 0o500)
     code = main(["generate", "a cat", "--model", str(sd_dir), "-o", f"{folder}/x.png", "-q"])
     assert code == 1
-    _one_error_line(capsys)
+    error_line(capsys.readouterr().err)
 
 
 def test_pipeline_value_errors_become_one_line_config_errors():

@@ -15,6 +15,7 @@ from brushwork.image import load_image, save_image
 from brushwork.transfer.johnson import JohnsonConfig, TransformerNet
 from brushwork.transfer.modelfile import save_model
 from brushwork.transfer.stylize import AdaINStylizer, JohnsonStylizer, preserve_color_mode
+from cli_testing import error_line, read_only_folder
 from weights_testing import isolate_weights_env
 
 
@@ -30,29 +31,12 @@ def johnson_file(tmp_path: Path) -> Path:
     return save_model(tmp_path / "tiny.safetensors", TransformerNet(JohnsonConfig(4, 1)))
 
 
-def read_only_folder(tmp_path: Path) -> Path:
-    if os.geteuid() == 0:
-        return Path("/sys")
-    folder = tmp_path / "locked"
-    folder.mkdir()
-    folder.chmod(0o555)
-    return folder
-
-
 def run(argv: list[str], capsys) -> tuple[int, str]:
     try:
         code = main(argv)
     except SystemExit as exit_:
         code = exit_.code
     return code, capsys.readouterr().err
-
-
-def one_line_error(err: str) -> str:
-    assert "Traceback" not in err
-    lines = [line for line in err.strip().splitlines() if not line.startswith("warning:")]
-    assert len(lines) == 1, err
-    assert "error:" in lines[0]
-    return lines[0]
 
 
 def stylize(content_dir: Path, model: Path, out: Path, *extra: str) -> list[str]:
@@ -128,7 +112,7 @@ def test_stylize_huge_size_is_refused_fast(content_dir, johnson_file, tmp_path, 
     code, err = run(stylize(content_dir, johnson_file, out, "--size", size), capsys)
     assert time.perf_counter() - began < 1.0
     assert code == 1
-    line = one_line_error(err)
+    line = error_line(err, only=True)
     assert "needs about" in line and "GiB" in line and "--memory-limit" in line
 
 
@@ -139,7 +123,7 @@ def test_stylize_folder_output_is_created_only_after_validation(
     argv = ["stylize", str(content_dir), "--model", str(johnson_file), "-o", str(out), "-q"]
     code, err = run([*argv, "--memory-limit", "0.001"], capsys)
     assert code == 1
-    one_line_error(err)
+    error_line(err, only=True)
     assert not out.exists()
     code, err = run([*argv, "--device", "cpu"], capsys)
     assert code == 0, err
@@ -153,7 +137,7 @@ def test_stylize_read_only_output_is_refused(content_dir, johnson_file, tmp_path
         argv = ["stylize", str(source), "--model", str(johnson_file), "-o", str(out), "-q"]
         code, err = run(argv, capsys)
         assert code == 1
-        one_line_error(err)
+        error_line(err, only=True)
         assert not out.exists()
 
 
@@ -163,9 +147,9 @@ def test_stylize_masks_are_checked_before_loading(content_dir, style_dir, tmp_pa
     base = ["stylize", str(content_dir / "img01.png"), "--method", "adain"]
     base += ["--style", str(style_dir / "img00.png"), "-o", str(tmp_path / "o.png"), "-q"]
     code, err = run([*base, "--mask", str(mask), str(mask)], capsys)
-    assert code == 1 and "2 mask(s) given for 1 style image(s)" in one_line_error(err)
+    assert code == 1 and "2 mask(s) given for 1 style image(s)" in error_line(err, only=True)
     code, err = run([*base, "--mask", str(wide)], capsys)
-    assert code == 1 and "60×10" in err and "48×40" in one_line_error(err)
+    assert code == 1 and "60×10" in err and "48×40" in error_line(err, only=True)
 
 
 def test_stylize_weights_flag_is_named_when_published_files_are_missing(
@@ -174,10 +158,10 @@ def test_stylize_weights_flag_is_named_when_published_files_are_missing(
     argv = ["stylize", str(content_dir / "img01.png"), "--method", "adain"]
     argv += ["--style", str(style_dir / "img00.png"), "-o", str(tmp_path / "o.png"), "-q"]
     code, err = run(argv, capsys)
-    assert code == 1 and "--weights PATH" in one_line_error(err)
+    assert code == 1 and "--weights PATH" in error_line(err, only=True)
     code, err = run([*argv, "--weights", str(tmp_path / "nowhere")], capsys)
     assert code == 1
-    one_line_error(err)
+    error_line(err, only=True)
 
 
 def test_stylize_files_follow_the_umask(content_dir, johnson_file, tmp_path):
@@ -252,14 +236,14 @@ def test_train_read_only_output_is_refused_before_training(
     began = time.perf_counter()
     code, err = run(argv, capsys)
     assert code == 1 and time.perf_counter() - began < 2
-    assert "cannot write the model file" in one_line_error(err)
+    assert "cannot write the model file" in error_line(err, only=True)
 
 
 def test_export_errors_are_one_line(johnson_file, tmp_path, capsys):
     code, err = run(["export", str(johnson_file), "-o", str(tmp_path / "x.txt")], capsys)
-    assert code == 1 and ".onnx" in one_line_error(err)
+    assert code == 1 and ".onnx" in error_line(err, only=True)
     code, err = run(["export", str(johnson_file), "-o", str(tmp_path / "x.onnx"), "--int8"], capsys)
-    assert code == 1 and "--calibration-dir" in one_line_error(err)
+    assert code == 1 and "--calibration-dir" in error_line(err, only=True)
     code, err = run(
         ["export", str(johnson_file), "-o", "y.onnx", "--calibration-count", "0"], capsys
     )

@@ -14,6 +14,7 @@ import torch
 from brushwork import hub
 from brushwork.cli.main import main
 from brushwork.image import save_image
+from cli_testing import error_line
 
 
 @pytest.fixture(autouse=True)
@@ -34,14 +35,6 @@ def _style_args(sets: dict[str, Path]) -> list[str]:
             "--results", str(sets["results"])]  # fmt: skip
 
 
-def _one_error_line(err: str) -> str:
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert "Traceback" not in err
-    errors = [line for line in lines if line.startswith("error:") or ": error:" in line]
-    assert len(errors) == 1, err
-    return errors[0]
-
-
 def _suggested_metrics(message: str) -> str:
     match = re.search(r"--metrics (\S+)$", message)
     assert match, message
@@ -51,7 +44,7 @@ def _suggested_metrics(message: str) -> str:
 def test_all_missing_networks_in_one_line_and_the_suggestion_runs(style_sets, tmp_path, capsys):
     out = tmp_path / "scores.csv"
     assert main([*_style_args(style_sets), "-q", "-o", str(out)]) == 1
-    message = _one_error_line(capsys.readouterr().err)
+    message = error_line(capsys.readouterr().err)
     for name, flag in (
         ("alexnet", "--lpips-trunk-weights"),
         ("lpips-alex", "--lpips-weights"),
@@ -82,7 +75,7 @@ def test_suggestion_keeps_metrics_whose_files_are_given(
     lpips = ["--lpips-weights", str(lpips_alex_file), "--lpips-trunk-weights", str(alexnet_file)]
     args = [*_style_args(style_sets), "-q", *lpips, "--metrics", "ssim,lpips,gram_loss,artfid"]
     assert main(args) == 1
-    message = _one_error_line(capsys.readouterr().err)
+    message = error_line(capsys.readouterr().err)
     assert "vgg19 (" in message and "inception-art (" in message and "alexnet (" not in message
     suggested = _suggested_metrics(message)
     assert suggested == "ssim,lpips"
@@ -93,7 +86,7 @@ def test_given_path_that_does_not_exist_is_named(style_sets, tmp_path, capsys):
     absent = tmp_path / "absent.pth"
     args = [*_style_args(style_sets), "-q", "--metrics", "ssim,gram_loss"]
     assert main([*args, "--vgg-weights", str(absent)]) == 1
-    message = _one_error_line(capsys.readouterr().err)
+    message = error_line(capsys.readouterr().err)
     assert f"{absent} does not exist" in message and message.endswith("--metrics ssim")
 
 
@@ -104,7 +97,7 @@ def test_edit_mode_names_clip_and_dino(tmp_path, make_image, capsys):
             str(tmp_path / "pig.png"), "--target", "a pig", "-q",
             "--metrics", "clip_text,structure"]  # fmt: skip
     assert main(args) == 1
-    message = _one_error_line(capsys.readouterr().err)
+    message = error_line(capsys.readouterr().err)
     assert "clip-vit-large (" in message and "dino-vitb8 (" in message
     assert "--clip-model" in message and "--dino-model" in message
     assert "no chosen metric can run without them" in message
@@ -119,7 +112,7 @@ def test_hub_model_without_network_is_found_missing_in_a_second(style_sets, monk
     start = time.perf_counter()
     assert main([*_style_args(style_sets), "-q", "--metrics", "ssim,clip_style"]) == 1
     assert time.perf_counter() - start < 3
-    message = _one_error_line(capsys.readouterr().err)
+    message = error_line(capsys.readouterr().err)
     assert "no network answered" in message and "clip-vit-large" in message
     assert message.endswith("--metrics ssim")
 
@@ -166,7 +159,7 @@ def test_bad_input_is_one_error_line_and_no_output(case, style_sets, tmp_path, c
     except SystemExit as exit_info:  # argparse errors
         code = exit_info.code
     assert code not in (0, None)
-    _one_error_line(capsys.readouterr().err)
+    error_line(capsys.readouterr().err)
     assert not (tmp_path / "scores.csv").exists()
     leftovers = [p for p in tmp_path.rglob("*") if p.name.startswith(".") and "probe" in p.name]
     assert not leftovers

@@ -6,20 +6,13 @@ from __future__ import annotations
 import pytest
 
 from brushwork.cli.main import main
+from cli_testing import error_line
 
 
 def _run_args(model, out, *extra):
     return ["study", "run", "--model", str(model), "--contents", "cat", "--styles", "Cubism",
             "--templates", "1", "--steps", "1", "--size", "32", "--precision", "fp32",
             "--device", "cpu", "-o", str(out), "-q", *extra]  # fmt: skip
-
-
-def _one_error_line(capsys) -> str:
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    lines = [line for line in err.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1, err
-    return lines[0]
 
 
 @pytest.mark.parametrize(
@@ -40,7 +33,7 @@ def test_refused_run_stores_nothing(study_model, tmp_path, capsys, change, needl
     args = _run_args(study_model, out)
     args[args.index(change[0]) + 1] = change[1]
     assert main(args) == 1
-    assert needle in _one_error_line(capsys)
+    assert needle in error_line(capsys.readouterr().err)
     assert not out.exists()
 
 
@@ -64,7 +57,7 @@ def test_old_dtype_still_works_progress_lines_and_report_rule(study_model, tmp_p
     assert "warning: --dtype is deprecated" in err
     assert "prompts · 1/1 (100 %)" in err  # the shared progress display, off a terminal
     assert main(["study", "report", str(out), "-o", str(tmp_path / "report")]) == 1
-    line = _one_error_line(capsys)
+    line = error_line(capsys.readouterr().err)
     assert "not stored with rule 'mean'" in line and "--rule first" in line
     assert not (tmp_path / "report").exists()
     assert main(["study", "report", str(out), "-o", str(tmp_path / "report"), "--rule",

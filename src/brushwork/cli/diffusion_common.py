@@ -94,18 +94,11 @@ def check_model_folder(model: str) -> None:
 
 def check_sides_for_model(model: str, height: int | None, width: int | None, flag: str) -> None:
     """The model folder's own size rule (VAE factor, UNet minimum), read from its configs."""
-    from brushwork.diffusion.sizes import check_sides, model_facts
+    from brushwork.diffusion.sizes import check_sides_for, model_facts
 
     facts = model_facts(model)
     if facts is not None:
-        check_sides(
-            height,
-            width,
-            flag=flag,
-            multiple=facts.vae_factor,
-            minimum=facts.minimum,
-            why="what this model's VAE and UNet need",
-        )
+        check_sides_for(facts, height, width, flag)
 
 
 def check_run_memory(

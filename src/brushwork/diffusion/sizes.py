@@ -126,7 +126,11 @@ def _replace(height: int | None, width: int | None, name: str, value: int, squar
 
 def check_model_sides(pipe: Any, height: int | None, width: int | None, flag: str) -> None:
     """:func:`check_sides` with the loaded pipeline's own VAE factor and UNet minimum."""
-    facts = pipeline_facts(pipe)
+    check_sides_for(pipeline_facts(pipe), height, width, flag)
+
+
+def check_sides_for(facts: ModelFacts, height: int | None, width: int | None, flag: str) -> None:
+    """:func:`check_sides` with a model's VAE factor and UNet minimum."""
     check_sides(
         height,
         width,
