@@ -32,12 +32,16 @@ def _run(pipe, prompt=PROMPT, *, seed=0, steps=3, height=64, width=64, **kwargs)
     ).images
 
 
-def reference_maps(pipe, *, guidance: bool, blocks=("down", "up"), **run_kwargs):
+def reference_maps(
+    pipe, *, guidance: bool, blocks=("down", "up"), clamp="after-steps", **run_kwargs
+):
     """DAAM as the spec writes it, from queries and keys captured by plain hooks.
 
-    softmax(q kᵀ / √d) per head in float64 on the conditional rows, each (layer, head)
-    map upsampled bicubically (F.interpolate) to the grid and clamped at 0, summed over
-    steps, then the mean over all (layer, head) maps. Returns (images, 77, gh, gw).
+    softmax(q kᵀ / √d) per head in float64 on the conditional rows; per (layer, head),
+    the raw maps summed over steps, upsampled bicubically (F.interpolate) to the grid
+    and clamped at 0 once (``clamp="after-steps"``, daam 0.2.0's order) — or each
+    step's upsampled map clamped before the sum (``"per-step"``); then the mean over all
+    (layer, head) maps. Returns (images, 77, gh, gw).
     """
     unet = pipe.unet
     layers = [layer for layer in cross_attention_layers(unet) if layer.block in blocks]
@@ -82,12 +86,33 @@ def reference_maps(pipe, *, guidance: bool, blocks=("down", "up"), **run_kwargs)
         kh = k.view(n, k.shape[1], heads, -1).transpose(1, 2)
         probs = torch.softmax(qh @ kh.transpose(-1, -2) * scale, dim=-1)  # (n, H, S, T)
         maps = probs.permute(0, 1, 3, 2).reshape(n * heads, -1, h, w)
-        maps = F.interpolate(maps, size=grid, mode="bicubic", align_corners=False).clamp(min=0)
-        maps = maps.view(n, heads, -1, *grid)
+        if clamp == "per-step":
+            maps = F.interpolate(maps, size=grid, mode="bicubic", align_corners=False)
+            maps = maps.clamp(min=0)
+        maps = maps.view(n, heads, *maps.shape[1:])
         for head in range(heads):
             key = (name, head)
             sums[key] = sums.get(key, 0) + maps[:, head]
+    if clamp == "after-steps":
+        for key, summed in sums.items():
+            if summed.shape[-2:] != grid:
+                summed = F.interpolate(summed, size=grid, mode="bicubic", align_corners=False)
+            sums[key] = summed.clamp(min=0)
     return torch.stack(list(sums.values())).mean(dim=0).float()
+
+
+def test_both_clamp_orders_equal_their_reference(sd_pipe):
+    """daam's order (clamp once after the step sum) is the default; per-step on request."""
+    results = {}
+    for clamp in ("after-steps", "per-step"):
+        with AttentionRecorder(sd_pipe, RecordingSettings(clamp=clamp)) as recorder:
+            _run(sd_pipe, height=96, width=64)
+            results[clamp] = recorder.token_maps()
+        expected = reference_maps(sd_pipe, guidance=True, clamp=clamp, height=96, width=64)
+        torch.testing.assert_close(results[clamp], expected, atol=1e-6, rtol=1e-5)
+    assert RecordingSettings().clamp == "after-steps"
+    # The two orders are different quantities (they differ where an overshoot dips below 0).
+    assert not torch.equal(results["after-steps"], results["per-step"])
 
 
 @pytest.mark.parametrize("pipe_name", ["sd_pipe", "sdxl_pipe"])
@@ -159,7 +184,9 @@ def test_processors_restored_after_exit_and_after_an_exception(sd_pipe):
 
 
 def test_step_range_layers_and_kept_maps_add_up(sd_pipe):
-    settings = RecordingSettings(steps=(1, 2), keep_per_layer=True, keep_per_step=True)
+    settings = RecordingSettings(
+        steps=(1, 2), keep_per_layer=True, keep_per_step=True, clamp="per-step"
+    )
     with AttentionRecorder(sd_pipe, settings) as recorder:
         _run(sd_pipe)
         total = recorder.token_maps()
@@ -194,14 +221,17 @@ def test_factors_choose_resolutions(sd_pipe):
 
 
 def test_bad_settings_and_no_recording():
-    with pytest.raises(ConfigError, match="unknown UNet block"):
+    with pytest.raises(ConfigError, match="unknown block kind"):
         RecordingSettings(blocks=("middle",)).validate()
     with pytest.raises(ConfigError, match="max_tokens"):
         RecordingSettings(max_tokens=0).validate()
 
 
 def test_results_before_generation_are_a_clear_error(sd_pipe):
-    with AttentionRecorder(sd_pipe) as recorder, pytest.raises(ConfigError, match="no cross"):
+    with (
+        AttentionRecorder(sd_pipe) as recorder,
+        pytest.raises(ConfigError, match="no text attention"),
+    ):
         recorder.token_maps()
 
 
@@ -221,3 +251,17 @@ def test_upsample_of_word_maps_equals_interpolate():
     maps = torch.rand(4, 16, 12, generator=torch.Generator().manual_seed(2))
     expected = F.interpolate(maps[:, None], size=(70, 45), mode="bicubic", align_corners=False)
     torch.testing.assert_close(upsample(maps, (70, 45)), expected[:, 0], atol=1e-6, rtol=1e-5)
+
+
+def test_kept_layer_maps_add_up_in_daam_order(sd_pipe):
+    settings = RecordingSettings(keep_per_layer=True, keep_per_step=True)
+    with AttentionRecorder(sd_pipe, settings) as recorder:
+        _run(sd_pipe)
+        total = recorder.token_maps()
+        per_layer = recorder.layer_maps()
+        per_step = recorder.step_maps()
+    heads = {name: sd_pipe.unet.get_submodule(name).heads for name in per_layer}
+    weighted = sum(per_layer[n] * heads[n] for n in per_layer) / sum(heads.values())
+    torch.testing.assert_close(weighted, total)
+    # Each step clamped on its own: equal to the total up to the bicubic overshoot.
+    torch.testing.assert_close(per_step.sum(dim=0), total, atol=1e-3, rtol=1e-2)

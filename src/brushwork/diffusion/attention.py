@@ -1,24 +1,33 @@
-"""Recording text cross-attention during generation (DAAM, Tang et al. 2023).
+"""Recording text attention during generation: DAAM word maps for UNets and MMDiTs.
 
-:class:`AttentionRecorder` wraps the attention processors of a diffusers UNet's text
-cross-attention layers (``attn2`` of every transformer block). Each wrapper calls the
-processor that was there before — so the output, and the fast fused attention kernel
-that computes it, are untouched — and then, for recording only, computes the softmax
-probabilities of the *conditional* queries over the text keys in float32:
+:class:`AttentionRecorder` wraps the attention processors of the layers where image
+queries attend to text keys: the ``attn2`` cross-attention of a UNet (SD 1.x/2.x/XL;
+DAAM, Tang et al. 2023), or the joint attention of a multimodal diffusion transformer
+(SD3/3.5, Flux). Each wrapper calls the processor that was there before — so the
+output, and the fast fused kernel that computes it, are untouched — and then, for
+recording only, computes in float32 the probabilities of the *conditional* image
+queries over the text keys, per head::
 
-    probs = softmax(q kᵀ · scale)            (heads, h·w, tokens) per image
+    probs = softmax(q kᵀ · scale) over the text keys          ("text", the default)
+    probs = softmax over all keys, text columns kept          ("joint")
 
-Each (layer, head) map is upsampled bicubically to the map grid, clamped at 0, and
-added on the fly into one float32 buffer per image of shape (tokens, grid_h, grid_w):
-no per-step or per-head storage. After generation, ``buffer / (number of recorded
-(layer, head) maps per step)`` is the DAAM global map: summed over timesteps, mean
-over layers and heads. The grid is the resolution of the largest cross-attention
-layer (64×64 for SD 1.x at 512 px and SDXL at 1024 px, 96×96 for SD 2.x at 768 px),
-as in the original method.
+The queries and keys are those the attention itself used (after QK-norm and rotary
+embeddings): they come from forward hooks on the layer's projections, so nothing is
+projected twice; what is family-specific (which layers, which projections, how the
+text and image tokens are laid out) lives in :mod:`brushwork.diffusion.backbones`.
 
-The queries and text keys are taken from the layer's own ``to_q``/``to_k`` outputs
-through forward hooks while recording, so nothing is projected twice (a processor that
-does not call them, e.g. fused QKV projections, is handled by projecting again).
+Maps are accumulated on the fly into one float32 buffer per image of shape
+``(tokens, grid_h, grid_w)``: no per-step storage. After generation,
+``buffer / (recorded (layer, head) maps per step)`` is the global map: summed over
+timesteps, mean over layers and heads. Layers at a coarser resolution than the grid
+(UNets) are summed over steps at their own size, upsampled bicubically, and clamped at
+0 once, as the published DAAM package does (``clamp="after-steps"``); ``"per-step"``
+clamps each step's upsampled map instead.
+
+Why "text" is the default normalisation: it is the quantity a UNet's cross-attention
+computes (softmax over the text tokens only), so maps from both kinds of backbones are
+comparable in the study; "joint" also weighs each pixel by how much of its attention
+goes to text at all, and costs one extra fused attention per recorded layer.
 """
 
 from __future__ import annotations
@@ -30,12 +39,24 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
+from brushwork.diffusion.backbones import (
+    AttentionInputs,
+    AttentionLayer,
+    Backbone,
+    ProcessorCall,
+    backbone_for,
+)
+from brushwork.diffusion.backbones.unet import BLOCK_KINDS, cross_attention_layers
 from brushwork.diffusion.maps import bicubic_matrix
 from brushwork.errors import ConfigError
 
 __all__ = [
     "BLOCK_KINDS",
+    "CLAMP_ORDERS",
+    "NORMALISATIONS",
+    "AttentionLayer",
     "AttentionRecorder",
     "CrossAttentionLayer",
     "RecordingSettings",
@@ -44,54 +65,24 @@ __all__ = [
     "signature_mirroring_class",
 ]
 
-#: The UNet parts a layer can belong to.
-BLOCK_KINDS = ("down", "mid", "up")
+#: Old name of :class:`AttentionLayer` (UNet cross-attention layers).
+CrossAttentionLayer = AttentionLayer
 
-
-@dataclass(frozen=True)
-class CrossAttentionLayer:
-    """One text cross-attention layer of a UNet.
-
-    Attributes:
-        name: processor key without ``.processor``, e.g.
-            ``"up_blocks.1.attentions.2.transformer_blocks.0.attn2"``.
-        block: ``"down"``, ``"mid"`` or ``"up"``.
-        level: downsampling level of the layer's feature map (0 = full latent size).
-    """
-
-    name: str
-    block: str
-    level: int
-
-
-def cross_attention_layers(unet: torch.nn.Module) -> list[CrossAttentionLayer]:
-    """Every text cross-attention layer (``attn2``) of a diffusers UNet, in model order."""
-    names = [key.removesuffix(".processor") for key in unet.attn_processors]
-    n_down = len(unet.down_blocks)
-    layers = []
-    for name in names:
-        if not name.endswith("attn2"):
-            continue
-        parts = name.split(".")
-        if parts[0] == "down_blocks":
-            block, level = "down", int(parts[1])
-        elif parts[0] == "up_blocks":
-            block, level = "up", n_down - 1 - int(parts[1])
-        elif parts[0] == "mid_block":
-            block, level = "mid", n_down - 1
-        else:
-            continue
-        layers.append(CrossAttentionLayer(name, block, level))
-    return layers
+#: How the probabilities over the text keys are normalised.
+NORMALISATIONS = ("text", "joint")
+#: When coarse layers' upsampled maps are clamped at 0.
+CLAMP_ORDERS = ("after-steps", "per-step")
 
 
 @dataclass(frozen=True)
 class RecordingSettings:
-    """What to record. The defaults reproduce the original DAAM method.
+    """What to record. The defaults reproduce the published DAAM method on UNets.
 
     Attributes:
-        blocks: UNet parts whose cross-attention layers are recorded (DAAM: down and up;
-            the mid block is skipped).
+        blocks: model parts whose layers are recorded; ``None``: the family's default
+            (UNets: down and up, as DAAM; transformers: every joint and single block).
+        indices: record only the blocks with these indices within their part
+            (transformers: block numbers); ``None`` keeps all.
         skip_factor: layers whose maps are this many times smaller than the grid are
             skipped (DAAM skips 1/8-size maps); 0 keeps all.
         factors: record only layers whose maps are these many times smaller than the
@@ -99,26 +90,36 @@ class RecordingSettings:
             DAAM package's ``factors`` argument.
         steps: denoising step indices (0-based) to record; ``None`` records all.
         keep_per_layer: also keep one (images, tokens, grid) sum per layer.
-        keep_per_step: also keep one (images, tokens, grid) map per recorded step.
+        keep_per_step: also keep one (images, tokens, grid) map per recorded step
+            (each step's coarse maps clamped on their own).
         max_tokens: record only the first ``max_tokens`` text positions (start token
             included); ``None`` records all. Word maps only need the prompt's tokens.
+        normalisation: ``"text"`` (softmax over the text keys, the default) or
+            ``"joint"`` (joint softmax over text and image keys, text part kept).
+        clamp: ``"after-steps"`` (DAAM 0.2.0's order, the default) or ``"per-step"``.
     """
 
-    blocks: tuple[str, ...] = ("down", "up")
+    blocks: tuple[str, ...] | None = None
+    indices: tuple[int, ...] | None = None
     skip_factor: int = 8
     factors: tuple[int, ...] | None = None
     steps: tuple[int, ...] | None = None
     keep_per_layer: bool = False
     keep_per_step: bool = False
     max_tokens: int | None = None
+    normalisation: str = "text"
+    clamp: str = "after-steps"
 
-    def validate(self) -> None:
-        bad = [b for b in self.blocks if b not in BLOCK_KINDS]
-        if bad or not self.blocks:
-            raise ConfigError(
-                f"unknown UNet block(s) {bad or '(none given)'}: "
-                f"choose from {', '.join(BLOCK_KINDS)}"
-            )
+    def validate(self, backbone: Backbone | None = None) -> None:
+        if self.blocks is not None:
+            valid = backbone.blocks if backbone is not None else BLOCK_KINDS
+            bad = [b for b in self.blocks if b not in valid]
+            if bad or not self.blocks:
+                raise ConfigError(
+                    f"unknown block kind(s) {bad or '(none given)'}: choose from {', '.join(valid)}"
+                )
+        if self.indices is not None and (not self.indices or any(i < 0 for i in self.indices)):
+            raise ConfigError(f"block indices must be ≥ 0, got {self.indices}")
         if self.skip_factor < 0:
             raise ConfigError(f"skip_factor must be ≥ 0, got {self.skip_factor}")
         if self.factors is not None and (not self.factors or any(f < 1 for f in self.factors)):
@@ -127,6 +128,15 @@ class RecordingSettings:
             raise ConfigError(f"step indices must be ≥ 0, got {self.steps}")
         if self.max_tokens is not None and self.max_tokens < 1:
             raise ConfigError(f"max_tokens must be ≥ 1, got {self.max_tokens}")
+        if self.normalisation not in NORMALISATIONS:
+            raise ConfigError(
+                f"unknown normalisation '{self.normalisation}': choose from "
+                f"{', '.join(NORMALISATIONS)}"
+            )
+        if self.clamp not in CLAMP_ORDERS:
+            raise ConfigError(
+                f"unknown clamp order '{self.clamp}': choose from {', '.join(CLAMP_ORDERS)}"
+            )
 
 
 @dataclass
@@ -134,8 +144,10 @@ class _Buffers:
     """What one generation has recorded so far."""
 
     grid: tuple[int, int]
-    total: torch.Tensor  # (N, T, gh, gw) float32
+    total: torch.Tensor  # (N, T, gh, gw) float32: layers at the grid, and per-step clamps
     maps_per_step: int = 0  # (layer, head) maps added in one step
+    #: coarse layers under clamp="after-steps": (N, heads, T, h, w) step sums at their size
+    coarse: dict[str, torch.Tensor] = field(default_factory=dict)
     per_layer: dict[str, torch.Tensor] = field(default_factory=dict)
     per_step: list[torch.Tensor] = field(default_factory=list)
     steps_recorded: list[int] = field(default_factory=list)
@@ -143,7 +155,7 @@ class _Buffers:
 
 
 class AttentionRecorder:
-    """Context manager that records DAAM word-attribution maps during generation.
+    """Context manager that records word-attribution maps during generation.
 
     Example::
 
@@ -151,11 +163,12 @@ class AttentionRecorder:
             image = pipe(prompt, num_inference_steps=30).images[0]
         maps = recorder.token_maps()   # (images, tokens, grid_h, grid_w) float32
 
-    ``pipe`` is a diffusers pipeline (anything with ``.unet``); whether the batch has
-    an unconditional half is read from ``pipe.do_classifier_free_guidance`` at each
-    step, or given with ``guidance``. The original processors are restored on exit,
-    also when generation raises. Each UNet call is one denoising step; buffers start
-    empty on entry and can be cleared with :meth:`reset` between generations.
+    ``pipe`` is a diffusers pipeline (with ``.unet`` or ``.transformer``) or the bare
+    denoiser. Whether the batch has an unconditional half is read from
+    ``pipe.do_classifier_free_guidance`` at each step, or given with ``guidance``.
+    The original processors are restored on exit, also when generation raises. Each
+    denoiser call is one step; buffers start empty on entry and can be cleared with
+    :meth:`reset` between generations.
     """
 
     def __init__(
@@ -165,28 +178,36 @@ class AttentionRecorder:
         *,
         guidance: bool | Callable[[], bool] | None = None,
     ) -> None:
+        self.backbone = backbone_for(pipe)
         self.settings = settings or RecordingSettings()
-        self.settings.validate()
-        self.unet = pipe.unet if hasattr(pipe, "unet") else pipe
+        self.settings.validate(self.backbone)
+        self.denoiser = self.backbone.denoiser
         self._pipe = pipe
         self._guidance = guidance
         self._original: dict[str, Any] | None = None
         self._handles: list[Any] = []
         self._buffers: _Buffers | None = None
-        #: Seconds spent computing and adding maps (for benchmarks; excludes the UNet).
+        #: Seconds spent computing and adding maps (for benchmarks; excludes the model).
         self.seconds = 0.0
         self._step = -1
-        self._latent_hw: tuple[int, int] | None = None
         self._matrices: dict[tuple[int, int, str], torch.Tensor] = {}
+        blocks = self.settings.blocks or self.backbone.default_blocks
+        indices = self.settings.indices
         self.layers = [
             layer
-            for layer in cross_attention_layers(self.unet)
-            if layer.block in self.settings.blocks
+            for layer in self.backbone.layers()
+            if layer.block in blocks and (indices is None or layer.index in indices)
         ]
         if not self.layers:
             raise ConfigError(
-                f"the UNet has no text cross-attention layers in blocks {self.settings.blocks}"
+                f"the {type(self.denoiser).__name__} has no text-attention layers in blocks "
+                f"{tuple(blocks)}" + (f" with indices {indices}" if indices else "")
             )
+
+    @property
+    def unet(self) -> Any:
+        """The denoiser (old name, from when only UNets were supported)."""
+        return self.denoiser
 
     # ------------------------------------------------------------------ install / restore
     def __enter__(self) -> AttentionRecorder:
@@ -197,29 +218,35 @@ class AttentionRecorder:
         self.restore()
 
     def install(self) -> None:
-        """Wrap the selected layers' processors and start counting UNet calls."""
+        """Wrap the selected layers' processors and start counting denoiser calls."""
         if self._original is not None:
             raise RuntimeError("AttentionRecorder is already installed")
-        original = dict(self.unet.attn_processors)
+        original = dict(self.denoiser.attn_processors)
         wanted = {layer.name: layer for layer in self.layers}
-        modules = dict(self.unet.named_modules())
         processors = {}
+        wrappers = []
         for key, processor in original.items():
             layer = wanted.get(key.removesuffix(".processor"))
             if layer is None:
                 processors[key] = processor
                 continue
-            attn = modules[layer.name]
+            self.backbone.check_processor(layer, processor)
+            attn = self.denoiser.get_submodule(layer.name)
             kind = signature_mirroring_class(_RecordingProcessor, type(processor), "Recording")
-            wrapper = kind(processor, self, layer, attn)
+            wrapper = kind(processor, self, layer)
             processors[key] = wrapper
-            self._handles.append(attn.to_q.register_forward_hook(wrapper.capture_query))
-            self._handles.append(attn.to_k.register_forward_hook(wrapper.capture_key))
+            wrappers.append((wrapper, attn))
+        missing = sorted(set(wanted) - {k.removesuffix(".processor") for k in original})
+        if missing:
+            raise ConfigError(f"no attention processor found for layer(s) {', '.join(missing)}")
         self._original = original
         try:
-            self.unet.set_attn_processor(processors)
+            for wrapper, attn in wrappers:
+                for role, module in self.backbone.projections(attn).items():
+                    self._handles.append(module.register_forward_hook(wrapper.capture(role)))
+            self.denoiser.set_attn_processor(processors)
             self._handles.append(
-                self.unet.register_forward_pre_hook(self._on_unet_call, with_kwargs=True)
+                self.denoiser.register_forward_pre_hook(self._on_denoiser_call, with_kwargs=True)
             )
         except BaseException:
             self.restore()
@@ -232,7 +259,7 @@ class AttentionRecorder:
             handle.remove()
         self._handles.clear()
         if self._original is not None:
-            self.unet.set_attn_processor(self._original)
+            self.denoiser.set_attn_processor(self._original)
             self._original = None
 
     @property
@@ -250,13 +277,16 @@ class AttentionRecorder:
         return list(self._buffers.steps_recorded) if self._buffers else []
 
     def token_maps(self) -> torch.Tensor:
-        """(images, tokens, grid_h, grid_w) float32: DAAM maps per text position.
+        """(images, tokens, grid_h, grid_w) float32: maps per text position.
 
         Sum over recorded steps of the mean over recorded (layer, head) maps; on the
-        UNet's device.
+        denoiser's device.
         """
         buffers = self._require()
-        return buffers.total / buffers.maps_per_step
+        total = buffers.total.clone()
+        for name in buffers.coarse:
+            total += self._coarse_sum(buffers, name)
+        return total / buffers.maps_per_step
 
     def layer_maps(self) -> dict[str, torch.Tensor]:
         """Per layer: (images, tokens, grid_h, grid_w), summed over steps, mean over heads.
@@ -266,13 +296,19 @@ class AttentionRecorder:
         buffers = self._require()
         if not self.settings.keep_per_layer:
             raise ConfigError("per-layer maps were not kept: record with keep_per_layer=True")
-        heads = {layer.name: self._heads(layer) for layer in self.layers}
-        return {name: m / heads[name] for name, m in buffers.per_layer.items()}
+        sums = dict(buffers.per_layer)
+        for name in buffers.coarse:
+            sums[name] = self._coarse_sum(buffers, name)
+        heads = {name: self.denoiser.get_submodule(name).heads for name in sums}
+        order = [name for name in buffers.layers_recorded if name in sums]
+        return {name: sums[name] / heads[name] for name in order}
 
     def step_maps(self) -> torch.Tensor:
         """(steps, images, tokens, grid_h, grid_w): mean over (layer, head) per step.
 
-        Needs ``keep_per_step=True``.
+        Needs ``keep_per_step=True``. Each step's coarse maps are clamped on their own,
+        so with ``clamp="after-steps"`` the steps sum to :meth:`token_maps` only up to
+        the bicubic overshoot (≈1e-3 relative).
         """
         buffers = self._require()
         if not self.settings.keep_per_step:
@@ -282,18 +318,26 @@ class AttentionRecorder:
     def _require(self) -> _Buffers:
         if self._buffers is None or not self._buffers.steps_recorded:
             raise ConfigError(
-                "no cross-attention was recorded: generate inside `with AttentionRecorder(pipe)`"
+                "no text attention was recorded: generate inside `with AttentionRecorder(pipe)`"
                 " (and check that the chosen steps exist)"
             )
         return self._buffers
 
-    def _heads(self, layer: CrossAttentionLayer) -> int:
-        return dict(self.unet.named_modules())[layer.name].heads
+    def _coarse_sum(self, buffers: _Buffers, name: str) -> torch.Tensor:
+        """(N, T, gh, gw): a coarse layer's step sums upsampled, clamped once, summed over heads."""
+        sums = buffers.coarse[name]  # (N, heads, T, h, w)
+        h, w = sums.shape[-2:]
+        up_h = self._resize_matrix(h, buffers.grid[0], sums.device)
+        up_w = self._resize_matrix(w, buffers.grid[1], sums.device)
+        out = torch.zeros_like(buffers.total)
+        for image in range(sums.shape[0]):
+            maps = torch.matmul(torch.matmul(up_h, sums[image]), up_w.T)
+            out[image] = maps.clamp_(min=0).sum(dim=0)
+        return out
 
     # ------------------------------------------------------------------ recording
-    def _on_unet_call(self, module: Any, args: tuple, kwargs: dict) -> None:
-        sample = args[0] if args else kwargs["sample"]
-        self._latent_hw = (int(sample.shape[-2]), int(sample.shape[-1]))
+    def _on_denoiser_call(self, module: Any, args: tuple, kwargs: dict) -> None:
+        self.backbone.on_denoiser_call(args, kwargs)
         self._step += 1
 
     def _uses_guidance(self) -> bool:
@@ -301,7 +345,7 @@ class AttentionRecorder:
             return bool(self._guidance())
         if self._guidance is not None:
             return self._guidance
-        flag = getattr(self._pipe, "do_classifier_free_guidance", None)
+        flag = self.backbone.guidance_in_batch(self._pipe)
         if flag is None:
             raise ConfigError(
                 "cannot tell whether the batch holds an unconditional half: pass "
@@ -313,25 +357,6 @@ class AttentionRecorder:
         steps = self.settings.steps
         return self._step >= 0 and (steps is None or self._step in steps)
 
-    def _map_shape(self, queries: int) -> tuple[int, int]:
-        """(h, w) of a layer's feature map with ``queries`` pixels, from the latent size."""
-        if self._latent_hw is None:
-            raise RuntimeError("the UNet input size is unknown (no UNet call seen)")
-        h, w = self._latent_hw
-        while h * w > queries:
-            h, w = (h + 1) // 2, (w + 1) // 2
-        if h * w != queries:
-            raise RuntimeError(f"cannot place {queries} queries on latent {self._latent_hw}")
-        return h, w
-
-    def _grid(self) -> tuple[int, int]:
-        """The map grid: the feature size of the largest recorded layer."""
-        top = min(layer.level for layer in self.layers)
-        h, w = self._latent_hw  # type: ignore[misc]
-        for _ in range(top):
-            h, w = (h + 1) // 2, (w + 1) // 2
-        return h, w
-
     def _resize_matrix(self, size_in: int, size_out: int, device: torch.device) -> torch.Tensor:
         key = (size_in, size_out, str(device))
         if key not in self._matrices:
@@ -339,35 +364,26 @@ class AttentionRecorder:
         return self._matrices[key]
 
     @torch.no_grad()
-    def record(
-        self,
-        layer: CrossAttentionLayer,
-        attn: Any,
-        query: torch.Tensor,
-        key: torch.Tensor,
-    ) -> None:
-        """Add one layer's conditional attention probabilities to the buffers.
-
-        Args:
-            query: (batch, h·w, heads·head_dim) output of ``to_q`` for the whole batch.
-            key: (batch, tokens, heads·head_dim) output of ``to_k`` on the text states.
-        """
-        batch, queries, _ = query.shape
+    def record(self, layer: AttentionLayer, attn: Any, inputs: AttentionInputs) -> None:
+        """Add one layer's conditional text-attention probabilities to the buffers."""
+        batch = inputs.queries.shape[0]
         rows = slice(batch // 2, batch) if self._uses_guidance() else slice(0, batch)
-        query, key = query[rows], key[rows]
-        images = query.shape[0]
-        tokens = key.shape[1]
+        queries, text_keys = inputs.queries[rows], inputs.text_keys[rows]
+        image_keys = inputs.image_keys[rows] if inputs.image_keys is not None else None
+        images, heads, n_queries, _ = queries.shape
+        tokens = text_keys.shape[2]
         if self.settings.max_tokens is not None:
             tokens = min(tokens, self.settings.max_tokens)
-        h, w = self._map_shape(queries)
-        grid = self._grid()
+        h, w = inputs.map_shape
+        if h * w != n_queries:
+            raise RuntimeError(f"layer {layer.name}: {n_queries} queries do not fill {h}×{w}")
+        grid = self.backbone.map_grid(self.layers)
         factor = round(grid[0] / h)  # 1, 2, 4, ... (non-square sizes round up when halved)
         if self.settings.skip_factor and factor == self.settings.skip_factor:
             return
         if self.settings.factors is not None and factor not in self.settings.factors:
             return
-        heads = attn.heads
-        buffers = self._buffers_for(images, tokens, grid, query.device)
+        buffers = self._buffers_for(images, tokens, grid, queries.device)
         if self._step not in buffers.steps_recorded:
             buffers.steps_recorded.append(self._step)
             if self.settings.keep_per_step:
@@ -375,41 +391,73 @@ class AttentionRecorder:
         if layer.name not in buffers.layers_recorded:
             buffers.layers_recorded.append(layer.name)
             buffers.maps_per_step += heads
-        device = query.device
-        up_h = self._resize_matrix(h, grid[0], device) if h != grid[0] else None
-        up_w = self._resize_matrix(w, grid[1], device) if w != grid[1] else None
+        at_grid = (h, w) == grid
+        coarse_once = not at_grid and self.settings.clamp == "after-steps"
+        if coarse_once and layer.name not in buffers.coarse:
+            buffers.coarse[layer.name] = torch.zeros(
+                images, heads, tokens, h, w, dtype=torch.float32, device=queries.device
+            )
+        up_h = None if at_grid else self._resize_matrix(h, grid[0], queries.device)
+        up_w = None if at_grid else self._resize_matrix(w, grid[1], queries.device)
         # One image and a few heads at a time: the transient memory stays a few MiB
         # whatever the batch, so recording adds next to nothing to the pipeline's peak.
         group = max(1, heads // 4)
         for image in range(images):
-            q_all = query[image].view(queries, heads, -1).transpose(0, 1)  # (H, S, d)
-            k_all = key[image].view(key.shape[1], heads, -1).transpose(0, 1)  # (H, T, d)
-            summed = torch.zeros(tokens, *grid, dtype=torch.float32, device=device)
+            summed = torch.zeros(tokens, *grid, dtype=torch.float32, device=queries.device)
             for first in range(0, heads, group):
-                q = q_all[first : first + group].float()
-                k = k_all[first : first + group].float()
-                if attn.norm_q is not None:
-                    q = attn.norm_q(q)
-                if attn.norm_k is not None:
-                    k = attn.norm_k(k)
-                probs = torch.softmax(q @ (k.transpose(1, 2) * attn.scale), dim=-1)[..., :tokens]
-                if up_h is None and up_w is None:
-                    # Already at the grid: nothing to clamp, so sum the heads first.
-                    summed += probs.sum(dim=0).T.reshape(tokens, h, w)
+                part = slice(first, first + group)
+                probs = self._probabilities(
+                    queries[image, part],
+                    text_keys[image, part],
+                    None if image_keys is None else image_keys[image, part],
+                    inputs.scale,
+                )[..., :tokens]  # (g, S, T)
+                maps = probs.permute(0, 2, 1).reshape(-1, tokens, h, w)  # (g, T, h, w)
+                if at_grid:
+                    summed += maps.sum(dim=0)  # probabilities: nothing to clamp
                     continue
-                # (h', S, T) -> (T, h', h, w); resize and clamp each (layer, head) map.
-                maps = probs.permute(2, 0, 1).reshape(tokens, -1, h, w)
-                if up_h is not None:
-                    maps = torch.matmul(up_h, maps)
-                if up_w is not None:
-                    maps = torch.matmul(maps, up_w.T)
-                summed += maps.clamp_(min=0).sum(dim=1)  # (T, gh, gw)
+                if coarse_once:
+                    buffers.coarse[layer.name][image, part] += maps
+                if coarse_once and not self.settings.keep_per_step:
+                    continue
+                upsampled = torch.matmul(torch.matmul(up_h, maps), up_w.T)  # type: ignore[arg-type]
+                clamped = upsampled.clamp_(min=0).sum(dim=0)  # (T, gh, gw)
+                if coarse_once:  # only the per-step maps take this step's clamp
+                    buffers.per_step[-1][image] += clamped
+                else:
+                    summed += clamped
             buffers.total[image] += summed
-            if self.settings.keep_per_layer:
+            if self.settings.keep_per_layer and not coarse_once:
                 buffers.per_layer.setdefault(layer.name, torch.zeros_like(buffers.total))
                 buffers.per_layer[layer.name][image] += summed
-            if self.settings.keep_per_step:
+            if self.settings.keep_per_step and not coarse_once:
                 buffers.per_step[-1][image] += summed
+
+    @staticmethod
+    def _probabilities(
+        queries: torch.Tensor,
+        text_keys: torch.Tensor,
+        image_keys: torch.Tensor | None,
+        scale: float,
+    ) -> torch.Tensor:
+        """(g, S, T) float32 probabilities of ``g`` heads' queries over the text keys.
+
+        Args:
+            queries: (g, S, d); text_keys: (g, T, d); image_keys: (g, S_img, d) or None
+                ("text" normalisation).
+        """
+        q, k = queries.float(), text_keys.float()
+        probs = torch.softmax(q @ (k.transpose(1, 2) * scale), dim=-1)
+        if image_keys is None:
+            return probs
+        # Joint softmax, text part: softmax over the text keys times the share of the
+        # attention that goes to text at all — one fused attention whose values are
+        # 1 on text keys and 0 on image keys (no (S, S) matrix is ever built).
+        keys = torch.cat([k, image_keys.float()], dim=1)
+        values = torch.zeros(keys.shape[0], keys.shape[1], q.shape[-1], device=q.device)
+        values[:, : k.shape[1]] = 1.0
+        share = F.scaled_dot_product_attention(q, keys, values, scale=scale)[..., :1]
+        return probs * share
 
     def _buffers_for(
         self, images: int, tokens: int, grid: tuple[int, int], device: torch.device
@@ -430,21 +478,19 @@ class AttentionRecorder:
 class _RecordingProcessor:
     """Calls the wrapped processor for the output, then records the text attention."""
 
-    def __init__(
-        self, inner: Any, recorder: AttentionRecorder, layer: CrossAttentionLayer, attn: Any
-    ) -> None:
+    def __init__(self, inner: Any, recorder: AttentionRecorder, layer: AttentionLayer) -> None:
         self.inner = inner
         self.recorder = recorder
         self.layer = layer
-        self._query: torch.Tensor | None = None
-        self._key: torch.Tensor | None = None
+        self._captured: dict[str, torch.Tensor] = {}
 
-    def capture_query(self, module: Any, args: tuple, output: torch.Tensor) -> None:
-        self._query = output
+    def capture(self, role: str) -> Callable[[Any, tuple, torch.Tensor], None]:
+        """A forward hook keeping the first output of a projection in this call."""
 
-    def capture_key(self, module: Any, args: tuple, output: torch.Tensor) -> None:
-        if self._key is None:  # the text keys come first; later calls (if any) are not text
-            self._key = output
+        def hook(module: Any, args: tuple, output: torch.Tensor) -> None:
+            self._captured.setdefault(role, output)
+
+        return hook
 
     def __getattr__(self, name: str) -> Any:
         # Attribute reads (e.g. an IP-Adapter processor's ``scale``) reach the wrapped one.
@@ -460,42 +506,22 @@ class _RecordingProcessor:
         attention_mask: torch.Tensor | None = None,
         *args: Any,
         **kwargs: Any,
-    ) -> torch.Tensor:
-        self._query = self._key = None
+    ) -> Any:
+        self._captured = {}
         out = self.inner(
             attn, hidden_states, encoder_hidden_states, attention_mask, *args, **kwargs
         )
         try:
-            if self.recorder._recording_now() and encoder_hidden_states is not None:
+            if self.recorder._recording_now():
                 start = time.perf_counter()
-                query, key = self._projections(attn, hidden_states, encoder_hidden_states)
-                self.recorder.record(self.layer, attn, query, key)
+                call = ProcessorCall(hidden_states, encoder_hidden_states, kwargs)
+                inputs = self.recorder.backbone.inputs(self.layer, attn, self._captured, call)
+                if inputs is not None:
+                    self.recorder.record(self.layer, attn, inputs)
                 self.recorder.seconds += time.perf_counter() - start
         finally:
-            self._query = self._key = None
+            self._captured = {}
         return out
-
-    def _projections(
-        self, attn: Any, hidden_states: torch.Tensor, encoder_hidden_states: Any
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The layer's query (batch, h·w, C) and text key (batch, T, C) of this call."""
-        text = encoder_hidden_states
-        if isinstance(text, (tuple, list)):  # IP-Adapter: (text states, image states)
-            text = text[0]
-        query, key = self._query, self._key
-        if query is None:
-            states = hidden_states
-            if states.ndim == 4:
-                b, c, h, w = states.shape
-                states = states.view(b, c, h * w).transpose(1, 2)
-            if attn.group_norm is not None:
-                states = attn.group_norm(states.transpose(1, 2)).transpose(1, 2)
-            query = attn.to_q(states)
-        if key is None or key.shape[1] != text.shape[1]:
-            if attn.norm_cross:
-                text = attn.norm_encoder_hidden_states(text)
-            key = attn.to_k(text)
-        return query, key
 
 
 _CLASSES: dict[tuple[type, type], type] = {}
