@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from brushwork.diffusion.tokens import PromptTokens, prompt_tokens, word_positions
+from brushwork.diffusion.tokens import PromptTokens, TextStream, prompt_tokens, word_positions
 from brushwork.errors import ConfigError
 
 __all__ = [
@@ -221,12 +221,14 @@ def word_maps(
     image_size: tuple[int, int],
     rule: str = "mean",
     occurrence: int | None = None,
+    stream: TextStream | None = None,
 ) -> WordMaps:
     """Word maps of one image from its (tokens, h, w) token maps.
 
-    Raises WordNotFoundError naming the first word that is not in the prompt.
+    ``stream``: the text stream whose positions the words take (default: a CLIP stream
+    at key 0, as in UNets). Raises WordNotFoundError naming the first missing word.
     """
-    tokens: PromptTokens = prompt_tokens(tokenizer, prompt)
+    tokens: PromptTokens = prompt_tokens(tokenizer, prompt, stream=stream)
     positions = [
         word_positions(tokenizer, tokens, word, occurrence=occurrence, rule=rule) for word in words
     ]

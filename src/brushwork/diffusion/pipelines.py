@@ -17,7 +17,7 @@ import torch
 
 from brushwork.diffusion.attention import AttentionRecorder, RecordingSettings
 from brushwork.diffusion.maps import WordMaps, word_maps
-from brushwork.diffusion.tokens import prompt_tokens, word_positions
+from brushwork.diffusion.tokens import TextStream, prompt_tokens, word_positions
 from brushwork.errors import ConfigError
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "generate_with_maps",
     "load_pipeline",
     "pipeline_family",
+    "text_stream",
     "user_errors",
 ]
 
@@ -96,15 +97,51 @@ def _dtype_kwarg(dtype: torch.dtype) -> dict[str, torch.dtype]:
     return {"dtype": dtype} if (major, minor) >= (0, 40) else {"torch_dtype": dtype}
 
 
+#: Denoiser class -> family name (what :func:`pipeline_family` returns).
+FAMILY_NAMES = {
+    "SD3Transformer2DModel": "sd3",
+    "FluxTransformer2DModel": "flux",
+    "Flux2Transformer2DModel": "flux2",
+}
+
+
 def pipeline_family(pipe: Any) -> str:
-    """``"sdxl"`` or ``"sd"`` (1.x / 2.x); ConfigError for pipelines without a text UNet."""
-    unet = getattr(pipe, "unet", None)
-    if unet is None or getattr(pipe, "tokenizer", None) is None:
+    """``"sd"`` (1.x / 2.x), ``"sdxl"``, ``"sd3"``, ``"flux"`` or ``"flux2"``.
+
+    Raises:
+        ConfigError: a pipeline whose denoiser has no supported text attention.
+    """
+    from brushwork.diffusion.backbones import FAMILIES, denoiser_of
+
+    denoiser = denoiser_of(pipe)
+    name = type(denoiser).__name__
+    if denoiser is pipe or name not in FAMILIES or getattr(pipe, "tokenizer", None) is None:
         raise ConfigError(
-            f"{type(pipe).__name__} is not supported: word maps need a UNet with text "
-            "cross-attention and a CLIP tokenizer (Stable Diffusion 1.x, 2.x or XL)"
+            f"{type(pipe).__name__} is not supported: word maps need a denoiser with text "
+            "attention (Stable Diffusion 1.x, 2.x, XL, SD3/3.5 or Flux)"
         )
+    if name in FAMILY_NAMES:
+        return FAMILY_NAMES[name]
     return "sdxl" if getattr(pipe, "text_encoder_2", None) is not None else "sd"
+
+
+def text_stream(pipe: Any, name: str | None = None) -> TextStream:
+    """The text stream whose positions word maps use: ``name``, or the model's default.
+
+    Raises:
+        ConfigError: ``name`` is not one of the model's streams (the valid ones named).
+    """
+    from brushwork.diffusion.backbones import backbone_for
+
+    streams = backbone_for(pipe).text_streams(pipe)
+    if name is None:
+        return streams[0]
+    for stream in streams:
+        if stream.name == name:
+            return stream
+    raise ConfigError(
+        f"this model has no '{name}' text stream (it has: {', '.join(s.name for s in streams)})"
+    )
 
 
 @dataclass
@@ -144,6 +181,7 @@ def generate_with_maps(
     settings: RecordingSettings | None = None,
     rule: str = "mean",
     occurrence: int | None = None,
+    stream: str | None = None,
     **pipe_kwargs: Any,
 ) -> AttendResult:
     """Generate a batch of images in one pipeline call and the maps of the given words.
@@ -157,6 +195,8 @@ def generate_with_maps(
             the images (and maps) of the same prompts generated one at a time.
         settings: what to record (defaults: the original DAAM method).
         rule, occurrence: see :func:`~.tokens.word_positions`.
+        stream: the text stream the words are looked up in (``"clip"``, ``"t5"``); default:
+            the model's first (UNets and SD3: CLIP; Flux: T5).
         pipe_kwargs: passed to the pipeline call.
 
     Raises:
@@ -167,9 +207,10 @@ def generate_with_maps(
     if not prompt_list:
         raise ConfigError("no prompt given")
     word_lists = _words_per_prompt(words, len(prompt_list))
-    tokenizer = pipe.tokenizer
+    text = text_stream(pipe, stream)
+    tokenizer = text.tokenizer
     for prompt, prompt_words in zip(prompt_list, word_lists, strict=True):
-        tokens = prompt_tokens(tokenizer, prompt)
+        tokens = prompt_tokens(tokenizer, prompt, stream=text)
         for word in prompt_words:  # fail before the (long) generation
             word_positions(tokenizer, tokens, word, occurrence=occurrence, rule=rule)
     count = len(prompt_list) * num_images_per_prompt
@@ -178,7 +219,7 @@ def generate_with_maps(
         raise ConfigError(f"{len(seed_list)} seeds given for {count} images")
     generator_device = "cpu" if pipe.device.type == "mps" else pipe.device
     generators = [torch.Generator(generator_device).manual_seed(s) for s in seed_list]
-    max_tokens = max(prompt_tokens(tokenizer, p).length for p in prompt_list)
+    max_tokens = max(prompt_tokens(tokenizer, p, stream=text).end for p in prompt_list)
     settings = settings or RecordingSettings()
     if settings.max_tokens is None:
         settings = RecordingSettings(**{**settings.__dict__, "max_tokens": max_tokens})
@@ -216,6 +257,7 @@ def generate_with_maps(
             image_size=image_size,
             rule=rule,
             occurrence=occurrence,
+            stream=text,
         )
         for i in range(count)
     ]

@@ -1,9 +1,17 @@
 """Which text positions a word of the prompt occupies, through the pipeline's tokenizer.
 
-Positions are indices into the text encoder's sequence, i.e. into the rows of the
-recorded token maps: position 0 is the start token, the prompt's first token is at 1.
-CLIP tokenizers (SD 1.x, 2.x and XL) keep 77 positions: the start token, up to 75
-prompt tokens and the end token; tokens past that are cut off by the pipeline.
+Positions are indices into the text keys the attention sees, i.e. into the rows of the
+recorded token maps. A model's keys may hold several text streams one after the other
+(:class:`TextStream`: SD3 has 77 CLIP positions, then the T5 ones); a position is the
+stream's ``offset`` plus the index in that stream's sequence.
+
+* CLIP tokenizers (SD 1.x, 2.x, XL, SD3's first stream) keep 77 positions: the start
+  token, up to 75 prompt tokens and the end token; "</w>" ends a word.
+* T5 (SentencePiece; Flux, SD3's second stream) has no start token: the prompt's first
+  token is at position 0, then up to ``max_sequence_length - 1`` tokens and ``</s>``;
+  "▁" begins a word.
+
+Tokens past a stream's limit are cut off by the pipeline.
 
 A word (or phrase) matches a run of whole prompt words whose tokens, concatenated,
 spell it without spaces — compared in the tokenizer's own normalised form, so case,
@@ -23,6 +31,7 @@ from brushwork.errors import ConfigError
 __all__ = [
     "TOKEN_RULES",
     "PromptTokens",
+    "TextStream",
     "WordNotFoundError",
     "prompt_tokens",
     "word_positions",
@@ -30,7 +39,25 @@ __all__ = [
 
 #: How a word of several tokens becomes one map: its first token's, or the mean.
 TOKEN_RULES = ("mean", "first")
-_WORD_END = "</w>"
+_WORD_END = "</w>"  # CLIP BPE: a token that ends a word
+_WORD_START = "▁"  # SentencePiece (T5): a token that begins a word
+
+
+@dataclass(frozen=True)
+class TextStream:
+    """One text encoder's tokens in the keys of the attention.
+
+    Attributes:
+        name: ``"clip"`` or ``"t5"`` (what ``--text-stream`` names).
+        tokenizer: that encoder's tokenizer.
+        offset: the key index of the stream's first position.
+        length: positions the stream has (CLIP 77; T5 ``max_sequence_length``).
+    """
+
+    name: str
+    tokenizer: Any
+    offset: int
+    length: int
 
 
 class WordNotFoundError(ConfigError):
@@ -51,37 +78,82 @@ class PromptTokens:
     prompt: str
     tokens: tuple[str, ...]
     limit: int
+    start: int = 1
+    offset: int = 0
 
     @property
     def length(self) -> int:
-        """Positions used in the text sequence: start + visible tokens + end."""
-        return min(len(self.tokens), self.limit) + 2
+        """Positions used in the stream: start token (if any) + visible tokens + end."""
+        return self.start + min(len(self.tokens), self.limit) + 1
+
+    @property
+    def end(self) -> int:
+        """One past the last key position used (``offset + length``)."""
+        return self.offset + self.length
 
     def pieces(self) -> list[str]:
-        return [t.removesuffix(_WORD_END) for t in self.tokens]
+        return [_strip_markers(t) for t in self.tokens]
 
     def word_starts(self) -> list[bool]:
-        """True for tokens that begin a word (the previous token ended one)."""
+        """True for tokens that begin a word."""
+        if _has_start_markers(self.tokens):
+            return [i == 0 or t.startswith(_WORD_START) for i, t in enumerate(self.tokens)]
         starts = [True]
         for token in self.tokens[:-1]:
             starts.append(token.endswith(_WORD_END) or not _has_word_markers(self.tokens))
         return starts[: len(self.tokens)]
+
+    def ends_word(self, index: int) -> bool:
+        """True if token ``index`` ends a word."""
+        if _has_start_markers(self.tokens):
+            following = index + 1
+            return following >= len(self.tokens) or self.tokens[following].startswith(_WORD_START)
+        return self.tokens[index].endswith(_WORD_END) or not _has_word_markers(self.tokens)
+
+
+def _strip_markers(token: str) -> str:
+    return token.removesuffix(_WORD_END).removeprefix(_WORD_START)
 
 
 def _has_word_markers(tokens: Sequence[str]) -> bool:
     return any(t.endswith(_WORD_END) for t in tokens)
 
 
-def prompt_tokens(tokenizer: Any, prompt: str) -> PromptTokens:
-    """Tokenise ``prompt`` with a pipeline's (CLIP) tokenizer."""
-    limit = int(getattr(tokenizer, "model_max_length", 77))
-    if limit > 100_000:  # tokenizers without a configured limit report a huge number
-        limit = 77
-    return PromptTokens(prompt, tuple(tokenizer.tokenize(prompt)), limit - 2)
+def _has_start_markers(tokens: Sequence[str]) -> bool:
+    return any(t.startswith(_WORD_START) for t in tokens)
+
+
+def prompt_tokens(tokenizer: Any, prompt: str, *, stream: TextStream | None = None) -> PromptTokens:
+    """Tokenise ``prompt`` with a text stream's tokenizer (default: a CLIP stream at 0).
+
+    The number of special tokens (start and end) is the tokenizer's own; the limit is
+    the stream's length (else the tokenizer's ``model_max_length``) minus them.
+    """
+    if stream is not None:
+        tokenizer = stream.tokenizer
+    length = (
+        stream.length if stream is not None else int(getattr(tokenizer, "model_max_length", 77))
+    )
+    if length > 100_000:  # tokenizers without a configured limit report a huge number
+        length = 77
+    special = _special_tokens(tokenizer)
+    return PromptTokens(
+        prompt,
+        tuple(tokenizer.tokenize(prompt)),
+        length - special,
+        start=special - 1,
+        offset=stream.offset if stream is not None else 0,
+    )
+
+
+def _special_tokens(tokenizer: Any) -> int:
+    """Special tokens the tokenizer adds to one sequence: CLIP 2 (start, end), T5 1 (end)."""
+    counter = getattr(tokenizer, "num_special_tokens_to_add", None)
+    return int(counter()) if callable(counter) else 2
 
 
 def _spelling(tokenizer: Any, word: str) -> str:
-    return "".join(t.removesuffix(_WORD_END) for t in tokenizer.tokenize(word))
+    return "".join(_strip_markers(t) for t in tokenizer.tokenize(word))
 
 
 def word_positions(
@@ -95,8 +167,9 @@ def word_positions(
     """Text positions whose maps make ``word``'s map.
 
     Args:
-        tokenizer: the pipeline's tokenizer (``pipe.tokenizer``).
-        prompt: the prompt, or its :func:`prompt_tokens`.
+        tokenizer: the stream's tokenizer (``pipe.tokenizer`` for a UNet).
+        prompt: the prompt, or its :func:`prompt_tokens` (which carries the stream's
+            offset: give it for a stream other than a CLIP one at offset 0).
         word: a word or a phrase of several words, as written in the prompt.
         occurrence: which occurrence to use (0-based); ``None`` merges all of them.
         rule: ``"mean"`` — every token of the word (its map is their mean, as the DAAM
@@ -138,7 +211,7 @@ def word_positions(
     positions: list[int] = []
     for run in runs:
         chosen = run[:1] if rule == "first" else run
-        positions += [index + 1 for index in chosen]  # +1: the start token
+        positions += [tokens.offset + tokens.start + index for index in chosen]
     return positions
 
 
@@ -146,7 +219,6 @@ def _find_runs(tokens: PromptTokens, target: str) -> list[list[int]]:
     """Token-index runs that spell ``target``, starting and ending on word boundaries."""
     pieces = tokens.pieces()
     starts = tokens.word_starts()
-    markers = _has_word_markers(tokens.tokens)
     runs = []
     for begin in range(len(pieces)):
         if not starts[begin]:
@@ -156,8 +228,7 @@ def _find_runs(tokens: PromptTokens, target: str) -> list[list[int]]:
             spelled += pieces[end]
             if not target.startswith(spelled):
                 break
-            ends_word = tokens.tokens[end].endswith(_WORD_END) or not markers
-            if spelled == target and ends_word:
+            if spelled == target and tokens.ends_word(end):
                 runs.append(list(range(begin, end + 1)))
                 break
     return runs

@@ -41,7 +41,7 @@ def locate_words(
     if rule not in TOKEN_RULES:
         raise ConfigError(f"unknown token rule '{rule}': choose from {', '.join(TOKEN_RULES)}")
     tokens = prompt if isinstance(prompt, PromptTokens) else prompt_tokens(tokenizer, prompt)
-    cursor = 0  # every position must be > cursor (position 0 is the start token)
+    cursor = tokens.offset + tokens.start - 1  # every position must be > cursor
     located: list[list[int]] = []
     for word in words:
         occurrence = 0

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from brushwork.diffusion.tokens import TextStream
 from brushwork.errors import ConfigError
 
 __all__ = ["AttentionInputs", "AttentionLayer", "Backbone", "ProcessorCall"]
@@ -104,6 +105,10 @@ class Backbone:
         call: ProcessorCall,
     ) -> AttentionInputs | None:
         """The layer's queries and keys for this call; ``None``: no text in this call."""
+        raise NotImplementedError
+
+    def text_streams(self, pipe: Any) -> list[TextStream]:
+        """The text streams in the layer's keys, in order; the first is the default."""
         raise NotImplementedError
 
     def on_denoiser_call(self, args: tuple, kwargs: dict) -> None:

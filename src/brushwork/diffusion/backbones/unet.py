@@ -18,6 +18,7 @@ from brushwork.diffusion.backbones.base import (
     Backbone,
     ProcessorCall,
 )
+from brushwork.diffusion.tokens import TextStream
 
 __all__ = ["BLOCK_KINDS", "UNetBackbone", "cross_attention_layers"]
 
@@ -61,6 +62,12 @@ class UNetBackbone(Backbone):
 
     def projections(self, attn: Any) -> dict[str, torch.nn.Module]:
         return {"q": attn.to_q, "k": attn.to_k}
+
+    def text_streams(self, pipe: Any) -> list[TextStream]:
+        """One CLIP stream at key 0 (SDXL's two CLIP encoders share its positions)."""
+        tokenizer = pipe.tokenizer
+        length = int(getattr(tokenizer, "model_max_length", 77))
+        return [TextStream("clip", tokenizer, 0, length if length < 100_000 else 77)]
 
     def on_denoiser_call(self, args: tuple, kwargs: dict) -> None:
         sample = args[0] if args else kwargs["sample"]

@@ -1,0 +1,213 @@
+"""Flux.1 (dev, schnell, Kontext): joint attention in double- and single-stream blocks.
+
+A diffusers ``FluxTransformer2DModel`` has two kinds of blocks, both recorded:
+
+- ``transformer_blocks.{i}.attn`` (block ``"joint"``, 19 in Flux.1): double-stream
+  MM-DiT blocks. Image tokens are projected by ``to_q``/``to_k``, text tokens by
+  ``add_q_proj``/``add_k_proj``; the processor concatenates them **text first**.
+- ``single_transformer_blocks.{i}.attn`` (block ``"single"``, 38 in Flux.1): one
+  sequence ``[text; image]`` goes through ``to_q``/``to_k``; the text length comes from
+  the transformer call.
+
+Every query and key is RMS-normalised per head (``norm_q``, ``norm_k``,
+``norm_added_k``) and then rotated by the 3-axis rotary embedding of
+``cat(txt_ids, img_ids)``; the recorder sees them exactly so (diffusers'
+``apply_rotary_emb`` on the hooked projections). The maps live on the packed latent
+grid (2×2 latent patches: 64×64 tokens at 1024 px), read from ``img_ids``.
+
+What the literature records: ConceptAttention (Helbling et al., 2025) reads the
+double-stream blocks only (its diffusers port defaults to blocks 10–17 of 19);
+attention-map-diffusers hooks every Flux attention, double and single. The default
+here records both kinds (``default_blocks``); ``RecordingSettings(blocks=("joint",),
+indices=tuple(range(10, 18)))`` gives ConceptAttention's choice.
+
+Guidance: Flux.1 has no unconditional batch half (dev embeds the guidance scale,
+schnell has none). With ``true_cfg_scale > 1`` and a negative prompt, ``FluxPipeline``
+calls the transformer a second time per step with the *same latents tensor* and the
+negative text: such a repeat call is recognised by that identity and not recorded.
+"""
+
+from __future__ import annotations
+
+import inspect
+import weakref
+from typing import Any
+
+import torch
+
+from brushwork.diffusion.backbones.base import (
+    AttentionInputs,
+    AttentionLayer,
+    Backbone,
+    ProcessorCall,
+)
+from brushwork.errors import ConfigError
+
+__all__ = ["FluxBackbone", "image_token_grid"]
+
+
+def image_token_grid(img_ids: torch.Tensor) -> tuple[int, int, int]:
+    """``(tokens, h, w)`` of the generated image's tokens, from Flux's ``img_ids``.
+
+    Args:
+        img_ids: ``(S_img, 3)`` position ids (``(batch, S_img, 3)`` is accepted, as
+            diffusers does): axis 0 is 0 for the generated image (Kontext appends
+            its reference image with axis 0 = 1), axes 1 and 2 are row and column.
+
+    The generated tokens come first, in row-major order on an ``h × w`` grid; anything
+    else (an unknown layout) is refused rather than mapped wrongly.
+
+    Raises:
+        ConfigError: the ids do not describe a row-major grid.
+    """
+    ids = img_ids[0] if img_ids.ndim == 3 else img_ids
+    ids = ids.detach().to("cpu", torch.float64)
+    first = ids[:, 0] == ids[0, 0]
+    tokens = int(first.long().cumprod(0).sum())  # the leading run of the first image
+    rows, cols = ids[:tokens, 1], ids[:tokens, 2]
+    h = int(rows.max() - rows.min()) + 1
+    w = int(cols.max() - cols.min()) + 1
+    expected_rows = torch.arange(h, dtype=torch.float64).repeat_interleave(w) + rows.min()
+    expected_cols = torch.arange(w, dtype=torch.float64).repeat(h) + cols.min()
+    if h * w != tokens or not (
+        torch.equal(rows, expected_rows) and torch.equal(cols, expected_cols)
+    ):
+        raise ConfigError(
+            f"cannot place the Flux image tokens on a grid: {tokens} tokens with img_ids "
+            f"rows {int(rows.min())}..{int(rows.max())} and columns "
+            f"{int(cols.min())}..{int(cols.max())} are not a row-major {h}×{w} grid"
+        )
+    return tokens, h, w
+
+
+class FluxBackbone(Backbone):
+    """The Flux.1 family: joint (double-stream) and single-stream attention layers."""
+
+    blocks = ("joint", "single")
+    default_blocks = ("joint", "single")
+
+    def __init__(self, denoiser: torch.nn.Module) -> None:
+        super().__init__(denoiser)
+        self._signature = inspect.signature(denoiser.forward)
+        self._text_length: int | None = None
+        self._image_tokens: int | None = None
+        self._ids: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._rotary: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._previous_latents: weakref.ref | None = None
+        #: True while the transformer runs a second time on the same latents (true CFG's
+        #: negative prompt): that call is not recorded.
+        self.repeat_call = False
+
+    # ------------------------------------------------------------------ layers
+    def layers(self) -> list[AttentionLayer]:
+        layers = [
+            AttentionLayer(f"transformer_blocks.{i}.attn", "joint", 0, i)
+            for i in range(len(self.denoiser.transformer_blocks))
+        ]
+        layers += [
+            AttentionLayer(f"single_transformer_blocks.{i}.attn", "single", 0, i)
+            for i in range(len(self.denoiser.single_transformer_blocks))
+        ]
+        return layers
+
+    def projections(self, attn: Any) -> dict[str, torch.nn.Module]:
+        roles = {"q": attn.to_q, "k": attn.to_k}
+        if attn.added_kv_proj_dim is not None:  # double-stream: text keys of their own
+            roles["text_k"] = attn.add_k_proj
+        return roles
+
+    def check_processor(self, layer: AttentionLayer, processor: Any) -> None:
+        from diffusers.models.transformers.transformer_flux import FluxAttnProcessor
+
+        attn = self.denoiser.get_submodule(layer.name)
+        if getattr(attn, "fused_projections", False):
+            raise self.unsupported(
+                layer,
+                processor,
+                "runs fused QKV projections (to_qkv), which cannot be hooked (call "
+                "pipe.transformer.unfuse_qkv_projections())",
+            )
+        if type(processor) is not FluxAttnProcessor:
+            raise self.unsupported(
+                layer, processor, "is not diffusers' FluxAttnProcessor, whose layout is known"
+            )
+
+    # ------------------------------------------------------------------ per call
+    def on_denoiser_call(self, args: tuple, kwargs: dict) -> None:
+        given = self._signature.bind_partial(*args, **kwargs).arguments
+        latents = given["hidden_states"]
+        text = given["encoder_hidden_states"]
+        img_ids, txt_ids = given["img_ids"], given["txt_ids"]
+        previous = self._previous_latents() if self._previous_latents is not None else None
+        self.repeat_call = previous is latents
+        self._previous_latents = weakref.ref(latents)
+        self._text_length = int(text.shape[1])
+        self._image_tokens, h, w = image_token_grid(img_ids)
+        self.grid = (h, w)
+        self._ids = (
+            txt_ids[0] if txt_ids.ndim == 3 else txt_ids,
+            img_ids[0] if img_ids.ndim == 3 else img_ids,
+        )
+        self._rotary = None
+
+    def guidance_in_batch(self, pipe: Any) -> bool | None:
+        return False  # guidance-distilled (dev) or none (schnell); true CFG runs apart
+
+    def rotary(self, call: ProcessorCall) -> tuple[torch.Tensor, torch.Tensor]:
+        """(cos, sin), each ``(T + S_img, head_dim)``: the rotary embedding of this call.
+
+        The transformer hands it to the processor positionally, so it is taken from the
+        call's keywords when there, else computed once per call by the model's own
+        ``pos_embed`` from the same ids (the same function on the same input).
+        """
+        given = call.kwargs.get("image_rotary_emb")
+        if given is not None:
+            return given
+        if self._rotary is None:
+            if self._ids is None:
+                raise RuntimeError("the Flux position ids are unknown (no transformer call seen)")
+            self._rotary = self.denoiser.pos_embed(torch.cat(self._ids, dim=0))
+        return self._rotary
+
+    def inputs(
+        self,
+        layer: AttentionLayer,
+        attn: Any,
+        captured: dict[str, torch.Tensor],
+        call: ProcessorCall,
+    ) -> AttentionInputs | None:
+        from diffusers.models.embeddings import apply_rotary_emb
+
+        if self.repeat_call:
+            return None
+        text_length = self._text_length
+        if text_length is None or self.grid is None:
+            raise RuntimeError("the Flux text length is unknown (no transformer call seen)")
+        if "q" not in captured or "k" not in captured:
+            raise self.unsupported(layer, attn.processor, "did not call to_q/to_k")
+        cos, sin = self.rotary(call)
+        image_rotary = (cos[text_length:], sin[text_length:])
+
+        def heads(projected: torch.Tensor) -> torch.Tensor:  # (B, S, H·d) -> (B, S, H, d)
+            return projected.unflatten(-1, (-1, attn.head_dim))
+
+        queries = heads(captured["q"])
+        keys = attn.norm_k(heads(captured["k"]))
+        if "text_k" in captured:  # double-stream: [text; image] concatenated here
+            text_keys = attn.norm_added_k(heads(captured["text_k"]))
+            keys = torch.cat([text_keys, keys], dim=1)
+        else:  # single-stream: the projections already saw [text; image]
+            queries = queries[:, text_length:]
+        # RoPE is per position, so rotating the image queries alone with their part of
+        # (cos, sin) equals the processor's rotation of the whole sequence.
+        queries = apply_rotary_emb(attn.norm_q(queries), image_rotary, sequence_dim=1)
+        keys = apply_rotary_emb(keys, (cos, sin), sequence_dim=1)
+        queries = queries.transpose(1, 2)[:, :, : self._image_tokens]  # generated image only
+        keys = keys.transpose(1, 2)  # (B, H, T + S_img, d)
+        return AttentionInputs(
+            queries=queries,
+            text_keys=keys[:, :, :text_length],
+            image_keys=keys[:, :, text_length:],
+            scale=float(attn.head_dim) ** -0.5,
+            map_shape=self.grid,
+        )

@@ -1,0 +1,96 @@
+"""A tiny Flux.1 pipeline built from the real diffusers/transformers classes, seeded.
+
+Shapes follow diffusers' own Flux fast tests: 2 double- and 2 single-stream blocks,
+2 heads of 16 channels (RoPE axes 4+4+8), a one-level VAE with one latent channel
+(so 2×2 packing gives 4 transformer channels and the token grid is half the image).
+Tokenizers are built here: CLIP byte-level BPE (tiny_sd) and a T5-style Unigram
+(tiny_t5), no download.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from tiny_sd import _text_config, tiny_tokenizer
+from tiny_t5 import tiny_t5_tokenizer
+
+#: T5 sequence length the tests use (the pipeline's max_sequence_length; 512 in Flux.1).
+MAX_SEQUENCE_LENGTH = 16
+
+
+def tiny_flux_transformer(*, guidance_embeds: bool = False):
+    """A FluxTransformer2DModel: 2 double + 2 single blocks, 2 heads × 16 channels."""
+    from diffusers import FluxTransformer2DModel
+
+    torch.manual_seed(0)
+    return FluxTransformer2DModel(
+        patch_size=1,
+        in_channels=4,
+        num_layers=2,
+        num_single_layers=2,
+        attention_head_dim=16,
+        num_attention_heads=2,
+        joint_attention_dim=32,
+        pooled_projection_dim=32,
+        guidance_embeds=guidance_embeds,
+        axes_dims_rope=[4, 4, 8],
+    )
+
+
+def _t5_encoder():
+    from transformers import T5Config, T5EncoderModel
+
+    torch.manual_seed(0)
+    config = T5Config(
+        vocab_size=320,
+        d_model=32,
+        d_kv=8,
+        d_ff=37,
+        num_layers=2,
+        num_heads=4,
+        relative_attention_num_buckets=8,
+        pad_token_id=0,
+        eos_token_id=1,
+        decoder_start_token_id=0,
+    )
+    return T5EncoderModel(config)
+
+
+def build_flux_pipeline(tmp: Path, *, guidance_embeds: bool = False):
+    """FluxPipeline: ``guidance_embeds=True`` is dev-shaped, ``False`` schnell-shaped.
+
+    Images must have even sides (the VAE keeps the size; packing halves it).
+    """
+    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline
+    from transformers import CLIPTextModel
+
+    transformer = tiny_flux_transformer(guidance_embeds=guidance_embeds)
+    torch.manual_seed(0)
+    text_encoder = CLIPTextModel(_text_config(hidden_act="gelu", projection_dim=32))
+    text_encoder_2 = _t5_encoder()
+    torch.manual_seed(0)
+    vae = AutoencoderKL(
+        sample_size=32,
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=(4,),
+        layers_per_block=1,
+        latent_channels=1,
+        norm_num_groups=1,
+        use_quant_conv=False,
+        use_post_quant_conv=False,
+        shift_factor=0.0609,
+        scaling_factor=1.5035,
+    )
+    pipe = FluxPipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler(),
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tiny_tokenizer(tmp / "tokenizer"),
+        text_encoder_2=text_encoder_2,
+        tokenizer_2=tiny_t5_tokenizer(tmp / "tokenizer_2"),
+        transformer=transformer,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
