@@ -53,8 +53,9 @@ def _t5_encoder():
         pad_token_id=0,
         eos_token_id=1,
         decoder_start_token_id=0,
+        dropout_rate=0.0,
     )
-    return T5EncoderModel(config)
+    return T5EncoderModel(config).eval()
 
 
 def build_flux_pipeline(tmp: Path, *, guidance_embeds: bool = False):
@@ -92,5 +93,7 @@ def build_flux_pipeline(tmp: Path, *, guidance_embeds: bool = False):
         tokenizer_2=tiny_t5_tokenizer(tmp / "tokenizer_2"),
         transformer=transformer,
     )
+    for model in (transformer, text_encoder, text_encoder_2, vae):
+        model.eval()
     pipe.set_progress_bar_config(disable=True)
     return pipe

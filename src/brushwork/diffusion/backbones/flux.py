@@ -41,9 +41,13 @@ from brushwork.diffusion.backbones.base import (
     Backbone,
     ProcessorCall,
 )
+from brushwork.diffusion.tokens import TextStream
 from brushwork.errors import ConfigError
 
-__all__ = ["FluxBackbone", "image_token_grid"]
+__all__ = ["MAX_SEQUENCE_LENGTH", "FluxBackbone", "image_token_grid"]
+
+#: FluxPipeline's default (and largest) T5 length: the text keys of every call.
+MAX_SEQUENCE_LENGTH = 512
 
 
 def image_token_grid(img_ids: torch.Tensor) -> tuple[int, int, int]:
@@ -131,6 +135,14 @@ class FluxBackbone(Backbone):
             raise self.unsupported(
                 layer, processor, "is not diffusers' FluxAttnProcessor, whose layout is known"
             )
+
+    def text_streams(self, pipe: Any) -> list[TextStream]:
+        """The T5 stream at key 0 (Flux's CLIP encoder gives only the pooled vector).
+
+        Its length is the pipeline's ``max_sequence_length`` (512 unless the call says
+        otherwise; a call with another length changes the keys, not the positions).
+        """
+        return [TextStream("t5", pipe.tokenizer_2, 0, MAX_SEQUENCE_LENGTH)]
 
     # ------------------------------------------------------------------ per call
     def on_denoiser_call(self, args: tuple, kwargs: dict) -> None:
