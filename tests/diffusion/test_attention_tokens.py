@@ -116,3 +116,48 @@ def test_upsample_and_colorize_shapes():
     assert colours.shape == (3, 1, 5)
     torch.testing.assert_close(colours[:, 0, 0], torch.tensor([0.0, 0.0, 0.5]))  # jet: dark blue
     torch.testing.assert_close(colours[:, 0, -1], torch.tensor([0.5, 0.0, 0.0]))  # dark red
+
+
+# --------------------------------------------------------------------------- T5 (SentencePiece)
+
+
+@pytest.fixture(scope="module")
+def t5_tokenizer():
+    from tiny_t5 import tiny_t5_tokenizer
+
+    return tiny_t5_tokenizer()
+
+
+def test_t5_words_have_no_start_token_and_sit_at_the_stream_offset(t5_tokenizer):
+    from brushwork.diffusion.tokens import TextStream
+
+    stream = TextStream("t5", t5_tokenizer, offset=77, length=64)
+    prompt = "a giraffe in the Analytical Cubism style, a cow"
+    tokens = prompt_tokens(t5_tokenizer, prompt, stream=stream)
+    assert (tokens.start, tokens.limit, tokens.offset) == (0, 63, 77)
+    pieces = t5_tokenizer.tokenize(prompt)
+    giraffe = word_positions(t5_tokenizer, tokens, "giraffe")
+    spelled = "".join(pieces[p - 77] for p in giraffe).replace("▁", "")
+    assert spelled == "giraffe" and giraffe[0] > 78  # "a" comes first
+    first_of_a = [  # the word "a", not the "a" inside "giraffe"
+        77 + i
+        for i, piece in enumerate(pieces)
+        if piece.replace("▁", "") == "a" and (piece.startswith("▁") or pieces[i - 1] == "▁")
+    ]
+    assert word_positions(t5_tokenizer, tokens, "a", rule="first") == first_of_a
+    assert all(pieces[p - 77] != "▁" for p in giraffe)  # a bare word-start spells nothing
+    phrase = word_positions(t5_tokenizer, tokens, "Analytical Cubism")
+    assert "".join(pieces[p - 77] for p in phrase).replace("▁", "") == "analyticalcubism"
+    with pytest.raises(WordNotFoundError, match="not in the prompt"):
+        word_positions(t5_tokenizer, tokens, "gira")  # inside a word: not a match
+    assert tokens.end == 77 + len(pieces) + 1  # the tokens and </s>
+
+
+def test_t5_word_past_the_limit_is_named(t5_tokenizer):
+    from brushwork.diffusion.tokens import TextStream
+
+    stream = TextStream("t5", t5_tokenizer, offset=0, length=8)
+    tokens = prompt_tokens(t5_tokenizer, "a cat on the hill under the sky", stream=stream)
+    assert tokens.limit == 7
+    with pytest.raises(WordNotFoundError, match="past the tokenizer limit"):
+        word_positions(t5_tokenizer, tokens, "sky")

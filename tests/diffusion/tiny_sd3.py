@@ -128,5 +128,7 @@ def build_sd3_pipeline(tmp: Path, *, sd35: bool = False):
         tokenizer_3=tokenizer_3,
         transformer=transformer,
     )
+    for model in (transformer, vae, text_encoder, text_encoder_2, text_encoder_3):
+        model.eval()  # built, not loaded: T5's dropout would otherwise be on
     pipe.set_progress_bar_config(disable=True)
     return pipe

@@ -209,7 +209,10 @@ def word_positions(
             )
         runs = visible
     positions: list[int] = []
+    pieces = tokens.pieces()
     for run in runs:
+        # A bare "▁" (SentencePiece's word start split from the word) spells nothing.
+        run = [index for index in run if pieces[index]] or run
         chosen = run[:1] if rule == "first" else run
         positions += [tokens.offset + tokens.start + index for index in chosen]
     return positions

@@ -31,9 +31,15 @@ from brushwork.diffusion.backbones.base import (
     Backbone,
     ProcessorCall,
 )
+from brushwork.diffusion.tokens import TextStream
 from brushwork.errors import ConfigError
 
-__all__ = ["SD3Backbone", "joint_attention_layers"]
+__all__ = ["CLIP_TOKENS", "MAX_SEQUENCE_LENGTH", "SD3Backbone", "joint_attention_layers"]
+
+#: CLIP positions at the start of the text keys (the pipeline's tokenizer_max_length).
+CLIP_TOKENS = 77
+#: StableDiffusion3Pipeline's default ``max_sequence_length`` (T5 positions after CLIP's).
+MAX_SEQUENCE_LENGTH = 256
 
 #: Processors whose joint attention the recorder can follow, by class name. The first
 #: and the xFormers one project with to_q / to_k / add_k_proj and apply the QK-norms;
@@ -74,6 +80,22 @@ class SD3Backbone(Backbone):
             modules["qkv"] = attn.to_qkv
             modules["text_qkv"] = attn.to_added_qkv
         return modules
+
+    def text_streams(self, pipe: Any) -> list[TextStream]:
+        """CLIP at key 0 (the default), then T5 right after CLIP's positions.
+
+        CLIP-L and CLIP-G share the 77 CLIP positions (their features sit side by side
+        in the channels; with a different ``prompt_2`` the positions follow ``prompt``'s
+        tokenizer). The T5 stream is absent when the pipeline has no T5 encoder (its
+        positions are then zeros); its length is the pipeline's default
+        ``max_sequence_length`` (a call with another length changes the keys after it,
+        not the positions).
+        """
+        clip_tokens = int(getattr(pipe, "tokenizer_max_length", CLIP_TOKENS))
+        streams = [TextStream("clip", pipe.tokenizer, 0, clip_tokens)]
+        if getattr(pipe, "text_encoder_3", None) is not None and pipe.tokenizer_3 is not None:
+            streams.append(TextStream("t5", pipe.tokenizer_3, clip_tokens, MAX_SEQUENCE_LENGTH))
+        return streams
 
     def on_denoiser_call(self, args: tuple, kwargs: dict) -> None:
         latents = args[0] if args else kwargs["hidden_states"]  # (B, C, H, W)
