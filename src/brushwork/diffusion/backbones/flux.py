@@ -54,9 +54,10 @@ def image_token_grid(img_ids: torch.Tensor) -> tuple[int, int, int]:
     """``(tokens, h, w)`` of the generated image's tokens, from Flux's ``img_ids``.
 
     Args:
-        img_ids: ``(S_img, 3)`` position ids (``(batch, S_img, 3)`` is accepted, as
-            diffusers does): axis 0 is 0 for the generated image (Kontext appends
-            its reference image with axis 0 = 1), axes 1 and 2 are row and column.
+        img_ids: ``(S_img, axes)`` position ids (``(batch, S_img, axes)`` is accepted,
+            as diffusers does; Flux.1 has 3 axes, Flux.2 4): axis 0 tells images apart
+            (0 for the generated one; Kontext's reference image has 1, Flux.2's 10,
+            20, …), axes 1 and 2 are row and column.
 
     The generated tokens come first, in row-major order on an ``h × w`` grid; anything
     else (an unknown layout) is refused rather than mapped wrongly.
@@ -195,10 +196,32 @@ class FluxBackbone(Backbone):
         text_length = self._text_length
         if text_length is None or self.grid is None:
             raise RuntimeError("the Flux text length is unknown (no transformer call seen)")
-        if "q" not in captured or "k" not in captured:
-            raise self.unsupported(layer, attn.processor, "did not call to_q/to_k")
+        if not set(self.projections(attn)) <= set(captured):
+            raise self.unsupported(layer, attn.processor, "did not call the projections hooked")
+        queries, keys = self.queries_and_keys(attn, captured, text_length)
         cos, sin = self.rotary(call)
         image_rotary = (cos[text_length:], sin[text_length:])
+        # RoPE is per position, so rotating the image queries alone with their part of
+        # (cos, sin) equals the processor's rotation of the whole sequence.
+        queries = apply_rotary_emb(queries, image_rotary, sequence_dim=1)
+        keys = apply_rotary_emb(keys, (cos, sin), sequence_dim=1)
+        queries = queries.transpose(1, 2)[:, :, : self._image_tokens]  # generated image only
+        keys = keys.transpose(1, 2)  # (B, H, T + S_img, d)
+        return AttentionInputs(
+            queries=queries,
+            text_keys=keys[:, :, :text_length],
+            image_keys=keys[:, :, text_length:],
+            scale=float(attn.head_dim) ** -0.5,
+            map_shape=self.grid,
+        )
+
+    def queries_and_keys(
+        self, attn: Any, captured: dict[str, torch.Tensor], text_length: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """QK-normed image queries ``(B, S_img, H, d)`` and keys ``(B, T + S_img, H, d)``.
+
+        Before RoPE, split into heads as the processor does (``unflatten(-1, (-1, d))``).
+        """
 
         def heads(projected: torch.Tensor) -> torch.Tensor:  # (B, S, H·d) -> (B, S, H, d)
             return projected.unflatten(-1, (-1, attn.head_dim))
@@ -210,16 +233,4 @@ class FluxBackbone(Backbone):
             keys = torch.cat([text_keys, keys], dim=1)
         else:  # single-stream: the projections already saw [text; image]
             queries = queries[:, text_length:]
-        # RoPE is per position, so rotating the image queries alone with their part of
-        # (cos, sin) equals the processor's rotation of the whole sequence.
-        queries = apply_rotary_emb(attn.norm_q(queries), image_rotary, sequence_dim=1)
-        keys = apply_rotary_emb(keys, (cos, sin), sequence_dim=1)
-        queries = queries.transpose(1, 2)[:, :, : self._image_tokens]  # generated image only
-        keys = keys.transpose(1, 2)  # (B, H, T + S_img, d)
-        return AttentionInputs(
-            queries=queries,
-            text_keys=keys[:, :, :text_length],
-            image_keys=keys[:, :, text_length:],
-            scale=float(attn.head_dim) ** -0.5,
-            map_shape=self.grid,
-        )
+        return attn.norm_q(queries), keys
