@@ -269,3 +269,30 @@ def test_fused_projections_are_followed(tmp_path):
         assert torch.equal(_run(pipe), plain)
         fused = recorder.token_maps()
     torch.testing.assert_close(fused, unfused, atol=1e-5, rtol=1e-5)
+
+
+def test_skip_layer_guidance_calls_are_not_recorded(sd3_pipe):
+    """SLG's extra call (conditional rows only, block 0 skipped) adds nothing to the maps."""
+    run = dict(steps=5, skip_guidance_layers=[0], skip_layer_guidance_stop=0.5)
+    with AttentionRecorder(sd3_pipe, RecordingSettings(normalisation="joint")) as recorder:
+        _run(sd3_pipe, **run)
+        maps = recorder.token_maps()
+    # Steps 1 and 2 each add an SLG call: seven denoiser calls, the 2nd and 4th unrecorded.
+    assert recorder.steps_recorded == [0, 1, 3, 5, 6]
+    assert maps.shape == (1, TEXT_KEYS, 8, 12)
+    per_pixel = maps.sum(dim=1) / 5
+    assert (per_pixel > 0).all() and (per_pixel < 1).all()
+
+
+def test_text_streams_clip_then_t5(sd3_pipe):
+    from types import SimpleNamespace
+
+    backbone = backbone_for(sd3_pipe)
+    clip, t5 = backbone.text_streams(sd3_pipe)
+    assert (clip.name, clip.offset, clip.length) == ("clip", 0, 77)
+    assert (t5.name, t5.offset, t5.length) == ("t5", 77, 256)
+    assert clip.tokenizer is sd3_pipe.tokenizer and t5.tokenizer is sd3_pipe.tokenizer_3
+    without_t5 = SimpleNamespace(
+        tokenizer=sd3_pipe.tokenizer, tokenizer_max_length=77, text_encoder_3=None
+    )
+    assert [s.name for s in backbone.text_streams(without_t5)] == ["clip"]
