@@ -284,3 +284,111 @@ def test_text_streams_are_t5_at_key_zero(dev_pipe):
     (stream,) = backbone.text_streams(dev_pipe)
     assert (stream.name, stream.offset, stream.length) == ("t5", 0, 512)
     assert stream.tokenizer is dev_pipe.tokenizer_2
+
+
+# --------------------------------------------------------------------------- Flux.2
+@pytest.fixture(scope="module")
+def flux2():
+    from tiny_flux import tiny_flux2_transformer
+
+    return tiny_flux2_transformer()
+
+
+def flux2_reference(transformer, inputs, *, normalisation):
+    """Flux.2 attention re-derived in float64 from plain hooks: (B, T, h, w) per call.
+
+    Double blocks as Flux.1; single blocks split ``to_qkv_mlp_proj``'s output into Q, K
+    (and V, MLP) as the processor does. RoPE: ``pos_embed`` of the text ids and of the
+    image ids (two calls), joined text first.
+    """
+    from diffusers.models.embeddings import apply_rotary_emb
+
+    captured: dict[str, dict[str, torch.Tensor]] = {}
+    rotary: list = []
+    handles = [transformer.pos_embed.register_forward_hook(lambda m, a, out: rotary.append(out))]
+    names = [f"transformer_blocks.{i}.attn" for i in range(2)]
+    names += [f"single_transformer_blocks.{i}.attn" for i in range(2)]
+    for name in names:
+        attn = transformer.get_submodule(name)
+        for role in ("to_q", "to_k", "add_q_proj", "add_k_proj", "to_qkv_mlp_proj"):
+            if hasattr(attn, role):
+
+                def hook(module, args, output, name=name, role=role):
+                    captured.setdefault(name, {})[role] = output.detach()
+
+                handles.append(getattr(attn, role).register_forward_hook(hook))
+    try:
+        with torch.no_grad():
+            output = transformer(**inputs)[0]
+    finally:
+        for handle in handles:
+            handle.remove()
+    (image_cos, image_sin), (text_cos, text_sin) = rotary
+    freqs = (torch.cat([text_cos, image_cos]), torch.cat([text_sin, image_sin]))
+    text_length = inputs["encoder_hidden_states"].shape[1]
+    total = 0
+    for name in names:
+        attn = transformer.get_submodule(name)
+        proj = captured[name]
+
+        def split(t, attn=attn):
+            return t.double().unflatten(-1, (attn.heads, -1))
+
+        if "to_qkv_mlp_proj" in proj:
+            qkv = proj["to_qkv_mlp_proj"][..., : 3 * attn.inner_dim]
+            q, k, _ = qkv.chunk(3, dim=-1)
+            query, key = _rms(split(q), attn.norm_q), _rms(split(k), attn.norm_k)
+        else:
+            query = _rms(split(proj["to_q"]), attn.norm_q)
+            key = _rms(split(proj["to_k"]), attn.norm_k)
+            query = torch.cat([_rms(split(proj["add_q_proj"]), attn.norm_added_q), query], 1)
+            key = torch.cat([_rms(split(proj["add_k_proj"]), attn.norm_added_k), key], 1)
+        query = apply_rotary_emb(query, freqs, sequence_dim=1).double().transpose(1, 2)
+        key = apply_rotary_emb(key, freqs, sequence_dim=1).double().transpose(1, 2)
+        scores = query[:, :, text_length:] @ key.transpose(-1, -2) * attn.head_dim**-0.5
+        if normalisation == "text":
+            probs = torch.softmax(scores[..., :text_length], dim=-1)
+        else:
+            probs = torch.softmax(scores, dim=-1)[..., :text_length]
+        total = total + probs.sum(dim=1)
+    h = int(inputs["img_ids"][0, :, 1].max()) + 1
+    maps = (total / (len(names) * 2)).transpose(1, 2).unflatten(-1, (h, -1))
+    return maps.float(), output
+
+
+@pytest.mark.parametrize("normalisation", NORMALISATIONS)
+def test_flux2_maps_equal_float64_reference(flux2, normalisation):
+    from tiny_flux import flux2_inputs
+
+    inputs = flux2_inputs(flux2, batch=2, grid=(4, 6))
+    expected, plain = flux2_reference(flux2, inputs, normalisation=normalisation)
+    settings = RecordingSettings(normalisation=normalisation)
+    with AttentionRecorder(flux2, settings, guidance=False) as recorder, torch.no_grad():
+        recorded = flux2(**inputs)[0]
+    assert torch.equal(plain, recorded)
+    maps = recorder.token_maps()
+    assert maps.shape == (2, 8, 4, 6)
+    torch.testing.assert_close(maps, expected, atol=1e-5, rtol=0)
+
+
+def test_flux2_layers_restore_and_refusals(flux2):
+    from diffusers.models.transformers.transformer_flux2 import Flux2KVParallelSelfAttnProcessor
+
+    recorder = AttentionRecorder(flux2, guidance=False)
+    assert [(layer.block, layer.index) for layer in recorder.layers] == [
+        ("joint", 0),
+        ("joint", 1),
+        ("single", 0),
+        ("single", 1),
+    ]
+    before = dict(flux2.attn_processors)
+    with pytest.raises(RuntimeError, match="boom"), recorder:
+        raise RuntimeError("boom")
+    assert flux2.attn_processors == before
+    flux2.single_transformer_blocks[0].attn.set_processor(Flux2KVParallelSelfAttnProcessor())
+    try:
+        with pytest.raises(ConfigError, match=r"single_transformer_blocks\.0\.attn.*KV"):
+            AttentionRecorder(flux2, guidance=False).install()
+    finally:
+        flux2.set_attn_processor(dict(before))
+    assert flux2.attn_processors == before

@@ -97,3 +97,47 @@ def build_flux_pipeline(tmp: Path, *, guidance_embeds: bool = False):
         model.eval()
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def tiny_flux2_transformer(*, guidance_embeds: bool = True):
+    """A Flux2Transformer2DModel: 2 double + 2 single blocks, 2 heads × 16, RoPE 4×4 axes.
+
+    Flux2Pipeline's text encoder (Mistral-3 / Qwen-3 with a chat processor) is not built
+    here: the tests call the transformer directly with random inputs.
+    """
+    from diffusers import Flux2Transformer2DModel
+
+    torch.manual_seed(0)
+    return Flux2Transformer2DModel(
+        patch_size=1,
+        in_channels=4,
+        num_layers=2,
+        num_single_layers=2,
+        attention_head_dim=16,
+        num_attention_heads=2,
+        joint_attention_dim=16,
+        timestep_guidance_channels=256,
+        axes_dims_rope=[4, 4, 4, 4],
+        guidance_embeds=guidance_embeds,
+    ).eval()
+
+
+def flux2_inputs(transformer, *, batch: int = 2, grid=(4, 6), text_length: int = 8, seed=0):
+    """Random keyword inputs of one Flux.2 transformer call (ids as Flux2Pipeline makes them)."""
+    from diffusers import Flux2Pipeline
+
+    generator = torch.Generator().manual_seed(seed)
+    h, w = grid
+    latents = torch.randn(batch, 4, h, w, generator=generator)
+    text = torch.randn(batch, text_length, 16, generator=generator)
+    inputs = {
+        "hidden_states": latents.flatten(2).transpose(1, 2),
+        "encoder_hidden_states": text,
+        "timestep": torch.full((batch,), 0.5),
+        "img_ids": Flux2Pipeline._prepare_latent_ids(latents),
+        "txt_ids": Flux2Pipeline._prepare_text_ids(text),
+        "return_dict": False,
+    }
+    if transformer.config.guidance_embeds:
+        inputs["guidance"] = torch.full((batch,), 4.0)
+    return inputs

@@ -1,0 +1,103 @@
+"""Flux.2 (dev, klein): the Flux.1 layout with a fused single-stream projection.
+
+A diffusers ``Flux2Transformer2DModel`` keeps Flux.1's two kinds of blocks:
+
+- ``transformer_blocks.{i}.attn`` (block ``"joint"``, 8 in Flux.2 dev): double-stream,
+  ``to_q``/``to_k`` on the image tokens and ``add_k_proj`` on the text tokens, joined
+  text first, as Flux.1.
+- ``single_transformer_blocks.{i}.attn`` (block ``"single"``, 48 in Flux.2 dev): a
+  parallel block whose one projection ``to_qkv_mlp_proj`` gives Q, K, V *and* the MLP
+  input of the ``[text; image]`` sequence; the recorder hooks it and splits its output
+  as ``Flux2ParallelSelfAttnProcessor`` does.
+
+The rotary embedding has 4 axes (t, h, w, l) and is computed separately for the text
+and image ids, then concatenated (text first); the map grid comes from ``img_ids``
+(axes 1 and 2), reference images (axis 0 ≠ 0, appended after the generated tokens)
+being left out of the queries. Flux2Pipeline is guidance-distilled: no unconditional
+batch half. KV-cache processors (klein's reference-image cache) are refused.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from brushwork.diffusion.backbones.base import AttentionLayer, ProcessorCall
+from brushwork.diffusion.backbones.flux import FluxBackbone
+from brushwork.diffusion.tokens import TextStream
+
+__all__ = ["Flux2Backbone"]
+
+#: Flux2Pipeline's default text length (Mistral-3 tokens, chat template included).
+MAX_SEQUENCE_LENGTH = 512
+
+
+class Flux2Backbone(FluxBackbone):
+    """The Flux.2 family: double-stream and parallel single-stream attention layers."""
+
+    def projections(self, attn: Any) -> dict[str, torch.nn.Module]:
+        if hasattr(attn, "to_qkv_mlp_proj"):  # single-stream: Q, K, V and MLP in one
+            return {"qkv_mlp": attn.to_qkv_mlp_proj}
+        return super().projections(attn)
+
+    def check_processor(self, layer: AttentionLayer, processor: Any) -> None:
+        from diffusers.models.transformers.transformer_flux2 import (
+            Flux2AttnProcessor,
+            Flux2ParallelSelfAttnProcessor,
+        )
+
+        attn = self.denoiser.get_submodule(layer.name)
+        if getattr(attn, "fused_projections", False):
+            raise self.unsupported(
+                layer,
+                processor,
+                "runs fused QKV projections (to_qkv), which cannot be hooked (call "
+                "pipe.transformer.unfuse_qkv_projections())",
+            )
+        known = Flux2ParallelSelfAttnProcessor if layer.block == "single" else Flux2AttnProcessor
+        if type(processor) is not known:
+            raise self.unsupported(
+                layer, processor, f"is not diffusers' {known.__name__}, whose layout is known"
+            )
+
+    def text_streams(self, pipe: Any) -> list[TextStream]:
+        """One stream at key 0: the Mistral/Qwen tokens of the chat-formatted prompt."""
+        tokenizer = getattr(pipe, "tokenizer", None)
+        tokenizer = getattr(tokenizer, "tokenizer", tokenizer)  # a processor wraps it
+        return [TextStream("mistral", tokenizer, 0, MAX_SEQUENCE_LENGTH)]
+
+    def rotary(self, call: ProcessorCall) -> tuple[torch.Tensor, torch.Tensor]:
+        """(cos, sin), each ``(T + S_img, head_dim)``: text and image embeddings joined.
+
+        As ``Flux2Transformer2DModel.forward``: ``pos_embed`` of the text ids and of the
+        image ids separately, concatenated text first.
+        """
+        given = call.kwargs.get("image_rotary_emb")
+        if given is not None:
+            return given
+        if self._rotary is None:
+            if self._ids is None:
+                raise RuntimeError("the Flux.2 position ids are unknown (no call seen)")
+            txt_ids, img_ids = self._ids
+            text_cos, text_sin = self.denoiser.pos_embed(txt_ids)
+            image_cos, image_sin = self.denoiser.pos_embed(img_ids)
+            self._rotary = (
+                torch.cat([text_cos, image_cos], dim=0),
+                torch.cat([text_sin, image_sin], dim=0),
+            )
+        return self._rotary
+
+    def queries_and_keys(
+        self, attn: Any, captured: dict[str, torch.Tensor], text_length: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if "qkv_mlp" not in captured:
+            return super().queries_and_keys(attn, captured, text_length)
+        projected = captured["qkv_mlp"]  # (B, T + S_img, 3·H·d + MLP)
+        qkv_dim = 3 * attn.inner_dim
+        mlp_dim = attn.mlp_hidden_dim * attn.mlp_mult_factor
+        local_qkv = projected.shape[-1] * qkv_dim // (qkv_dim + mlp_dim)
+        query, key, _value = projected[..., :local_qkv].chunk(3, dim=-1)
+        queries = query[:, text_length:].unflatten(-1, (-1, attn.head_dim))
+        keys = key.unflatten(-1, (-1, attn.head_dim))
+        return attn.norm_q(queries), attn.norm_k(keys)
