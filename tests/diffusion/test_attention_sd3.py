@@ -13,17 +13,7 @@ from brushwork.errors import ConfigError
 
 PROMPT = "a giraffe painting in the cubist style"
 TEXT_KEYS = 77 + T5_TOKENS
-NORMALISATIONS = [
-    pytest.param(
-        "text",
-        marks=pytest.mark.xfail(
-            reason="AttentionRecorder.record uses the joint softmax whenever image_keys are "
-            "given: settings.normalisation is not read (attention.py)",
-            strict=False,
-        ),
-    ),
-    "joint",
-]
+NORMALISATIONS = ["text", "joint"]
 
 
 @pytest.fixture(scope="module")

@@ -369,7 +369,8 @@ class AttentionRecorder:
         batch = inputs.queries.shape[0]
         rows = slice(batch // 2, batch) if self._uses_guidance() else slice(0, batch)
         queries, text_keys = inputs.queries[rows], inputs.text_keys[rows]
-        image_keys = inputs.image_keys[rows] if inputs.image_keys is not None else None
+        joint = self.settings.normalisation == "joint" and inputs.image_keys is not None
+        image_keys = inputs.image_keys[rows] if joint else None
         images, heads, n_queries, _ = queries.shape
         tokens = text_keys.shape[2]
         if self.settings.max_tokens is not None:

@@ -54,7 +54,9 @@ class StudySettings:
 
     Defaults are the protocol's: SDXL base 1.0, 30 steps, the pipeline's guidance scale
     (5.0 for SDXL) and size (1024²), fp16 on a GPU, thresholds 0.1 … 0.9 in fixed and
-    quantile mode, DAAM maps from the down and up blocks. ``rule``: ``"first"`` (the
+    quantile mode, maps from the family's default blocks (``blocks=None``: a UNet's down
+    and up blocks as DAAM, every joint/single block of SD3 and Flux) in the model's
+    default text stream (CLIP for UNets and SD3, T5 for Flux). ``rule``: ``"first"`` (the
     original first-token rule), ``"mean"`` (mean of a phrase's tokens) or ``"both"``
     (both from the same generation; rows carry the rule).
     """
@@ -68,7 +70,7 @@ class StudySettings:
     rule: str = "both"
     thresholds: tuple[float, ...] = THRESHOLDS
     modes: tuple[str, ...] = MODES
-    blocks: tuple[str, ...] = ("down", "up")
+    blocks: tuple[str, ...] | None = None
 
     def validate(self) -> None:
         if self.rule not in RULE_CHOICES:
@@ -137,16 +139,18 @@ def compute_batch(
     ``failed`` without generating.
     """
     from brushwork.diffusion.attention import AttentionRecorder, RecordingSettings
+    from brushwork.diffusion.pipelines import text_stream
     from brushwork.diffusion.tokens import WordNotFoundError, prompt_tokens
     from brushwork.experiments.words import locate_words
 
     start = time.perf_counter()
     result = BatchResult()
-    tokenizer = pipe.tokenizer
+    stream = text_stream(pipe)
+    tokenizer = stream.tokenizer
     ready: list[tuple[PromptSpec, dict[str, list[list[int]]]]] = []
     for spec in specs:
         try:
-            tokens = prompt_tokens(tokenizer, spec.prompt)
+            tokens = prompt_tokens(tokenizer, spec.prompt, stream=stream)
             found = {r: locate_words(tokenizer, tokens, spec.words, rule=r) for r in settings.rules}
         except WordNotFoundError as error:
             result.failed[spec.index] = str(error)
@@ -161,8 +165,9 @@ def compute_batch(
     generator_device = "cpu" if pipe.device.type == "mps" else pipe.device
     generators = [torch.Generator(generator_device).manual_seed(s.seed) for s, _ in ready]
     prompts = [s.prompt for s, _ in ready]
-    max_tokens = max(prompt_tokens(tokenizer, p).length for p in prompts)
-    recording = RecordingSettings(blocks=tuple(settings.blocks), max_tokens=max_tokens)
+    max_tokens = max(prompt_tokens(tokenizer, p, stream=stream).end for p in prompts)
+    blocks = tuple(settings.blocks) if settings.blocks else None
+    recording = RecordingSettings(blocks=blocks, max_tokens=max_tokens)
     call: dict[str, Any] = dict(
         prompt=prompts,
         num_inference_steps=settings.steps,
