@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -208,6 +208,8 @@ def generate_with_maps(
         raise ConfigError("no prompt given")
     word_lists = _words_per_prompt(words, len(prompt_list))
     text = text_stream(pipe, stream)
+    if text.name == "t5" and "max_sequence_length" in pipe_kwargs:  # this call's T5 length
+        text = replace(text, length=int(pipe_kwargs["max_sequence_length"]))
     tokenizer = text.tokenizer
     for prompt, prompt_words in zip(prompt_list, word_lists, strict=True):
         tokens = prompt_tokens(tokenizer, prompt, stream=text)
