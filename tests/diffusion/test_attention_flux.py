@@ -138,17 +138,7 @@ def _recorded(pipe, settings, **run_kwargs):
 
 
 # --------------------------------------------------------------------------- maps
-NORMALISATIONS = [
-    pytest.param(
-        "text",
-        marks=pytest.mark.xfail(
-            reason="AttentionRecorder.record uses the joint softmax whenever image_keys are "
-            "given: settings.normalisation is not read (attention.py)",
-            strict=False,
-        ),
-    ),
-    "joint",
-]
+NORMALISATIONS = ["text", "joint"]
 
 
 @pytest.mark.parametrize("normalisation", NORMALISATIONS)
