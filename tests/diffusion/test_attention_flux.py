@@ -382,3 +382,23 @@ def test_flux2_layers_restore_and_refusals(flux2):
     finally:
         flux2.set_attn_processor(dict(before))
     assert flux2.attn_processors == before
+
+
+def test_word_maps_use_t5_positions_from_key_zero(dev_pipe):
+    from brushwork.diffusion.pipelines import generate_with_maps
+
+    prompt = "a cat in the sky"
+    tokens = dev_pipe.tokenizer_2.tokenize(prompt)  # no start token: token i is key i
+    result = generate_with_maps(
+        dev_pipe,
+        prompt,
+        ["cat", "sky"],
+        num_inference_steps=2,
+        height=HEIGHT,
+        width=WIDTH,
+        max_sequence_length=MAX_SEQUENCE_LENGTH,
+    )
+    cat, sky = result.maps[0].positions
+    assert "".join(tokens[i] for i in cat) == "▁cat"
+    assert "".join(tokens[i] for i in sky) == "▁sky"
+    torch.testing.assert_close(result.maps[0].maps[0], result.token_maps[0, cat].mean(0))
