@@ -402,3 +402,18 @@ def test_word_maps_use_t5_positions_from_key_zero(dev_pipe):
     assert "".join(tokens[i] for i in cat) == "▁cat"
     assert "".join(tokens[i] for i in sky) == "▁sky"
     torch.testing.assert_close(result.maps[0].maps[0], result.token_maps[0, cat].mean(0))
+
+
+def test_flux2_repeat_call_on_the_same_latents_is_not_recorded(flux2):
+    """Flux.2 klein's CFG: the negative call reuses the step's latents tensor."""
+    from tiny_flux import flux2_inputs
+
+    inputs = flux2_inputs(flux2, batch=1)
+    negative = dict(inputs, encoder_hidden_states=torch.randn_like(inputs["encoder_hidden_states"]))
+    with AttentionRecorder(flux2, guidance=False) as once, torch.no_grad():
+        flux2(**inputs)
+    with AttentionRecorder(flux2, guidance=False) as twice, torch.no_grad():
+        flux2(**inputs)
+        flux2(**negative)  # same hidden_states object: the negative prompt's call
+    assert len(twice.steps_recorded) == 1
+    torch.testing.assert_close(twice.token_maps(), once.token_maps(), atol=0, rtol=0)
