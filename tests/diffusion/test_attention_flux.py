@@ -417,3 +417,59 @@ def test_flux2_repeat_call_on_the_same_latents_is_not_recorded(flux2):
         flux2(**negative)  # same hidden_states object: the negative prompt's call
     assert len(twice.steps_recorded) == 1
     torch.testing.assert_close(twice.token_maps(), once.token_maps(), atol=0, rtol=0)
+
+
+@pytest.fixture(scope="module")
+def klein_pipe(tmp_path_factory):
+    from tiny_flux import build_flux2_klein_pipeline
+
+    return build_flux2_klein_pipeline(tmp_path_factory.mktemp("flux2-klein"))
+
+
+def test_flux2_klein_pipeline_maps_equal_reference_cfg_calls_skipped(klein_pipe):
+    """Flux2KleinPipeline (Qwen-3 encoder): CFG's negative call per step is not recorded.
+
+    The reference replays each step's conditional transformer call (its inputs kept by a
+    pre-hook) through :func:`flux2_reference`.
+    """
+    from tiny_flux import KLEIN_TEXT_LAYERS
+
+    pipe = klein_pipe
+
+    def run():  # klein's first argument is the reference image
+        return pipe(
+            prompt="a cat in the sky",
+            num_inference_steps=2,
+            height=HEIGHT,
+            width=WIDTH,
+            guidance_scale=4.0,
+            generator=torch.Generator().manual_seed(0),
+            max_sequence_length=24,
+            text_encoder_out_layers=KLEIN_TEXT_LAYERS,
+            output_type="pt",
+        ).images
+
+    calls = []
+    handle = pipe.transformer.register_forward_pre_hook(
+        lambda module, args, kwargs: calls.append(dict(kwargs)), with_kwargs=True
+    )
+    try:
+        plain = run()
+    finally:
+        handle.remove()
+    assert pipe.do_classifier_free_guidance and len(calls) == 4
+    expected = sum(
+        flux2_reference(pipe.transformer, call, normalisation="text")[0] for call in calls[::2]
+    )
+    with AttentionRecorder(pipe) as recorder:
+        images = run()
+    assert torch.equal(images, plain)
+    assert len(recorder.steps_recorded) == 2  # one per step, not per transformer call
+    torch.testing.assert_close(recorder.token_maps(), expected, atol=1e-5, rtol=0)
+
+
+def test_flux2_klein_text_stream(klein_pipe):
+    pipe = klein_pipe
+    (stream,) = backbone_for(pipe).text_streams(pipe)
+    assert (stream.name, stream.offset, stream.length) == ("qwen", 0, 512)
+    assert stream.tokenizer is pipe.tokenizer

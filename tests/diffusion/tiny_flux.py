@@ -102,8 +102,8 @@ def build_flux_pipeline(tmp: Path, *, guidance_embeds: bool = False):
 def tiny_flux2_transformer(*, guidance_embeds: bool = True):
     """A Flux2Transformer2DModel: 2 double + 2 single blocks, 2 heads × 16, RoPE 4×4 axes.
 
-    Flux2Pipeline's text encoder (Mistral-3 / Qwen-3 with a chat processor) is not built
-    here: the tests call the transformer directly with random inputs.
+    Flux2Pipeline's Mistral-3 encoder (with its Pixtral processor) is not built here:
+    tests call this transformer directly, or inside the klein pipeline below.
     """
     from diffusers import Flux2Transformer2DModel
 
@@ -141,3 +141,96 @@ def flux2_inputs(transformer, *, batch: int = 2, grid=(4, 6), text_length: int =
     if transformer.config.guidance_embeds:
         inputs["guidance"] = torch.full((batch,), 4.0)
     return inputs
+
+
+#: Qwen-3 chat template, reduced to what Flux2KleinPipeline uses.
+QWEN_CHAT_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def tiny_qwen_tokenizer(folder: Path):
+    """A byte-level BPE Qwen2TokenizerFast (bytes plus tiny_sd's merged words), no download."""
+    import json
+
+    from tiny_sd import MERGED_WORDS, _byte_symbols
+    from transformers import Qwen2TokenizerFast
+
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = _byte_symbols()
+    merges = []
+    for word in MERGED_WORDS:
+        left = word[0]
+        for char in word[1:]:
+            merges.append((left, char))
+            left += char
+            if left not in vocab:
+                vocab.append(left)
+    vocab += ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(vocab)}))
+    lines = "".join(f"{a} {b}\n" for a, b in merges)
+    (folder / "merges.txt").write_text("#version: 0.2\n" + lines)
+    tokenizer = Qwen2TokenizerFast(
+        vocab_file=str(folder / "vocab.json"),
+        merges_file=str(folder / "merges.txt"),
+        unk_token=None,
+        bos_token=None,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+    )
+    tokenizer.chat_template = QWEN_CHAT_TEMPLATE
+    return tokenizer
+
+
+#: The Qwen-3 layers whose hidden states the tiny klein pipeline stacks (16 channels each).
+KLEIN_TEXT_LAYERS = (1,)
+
+
+def build_flux2_klein_pipeline(tmp: Path):
+    """Flux2KleinPipeline (Qwen-3 text encoder, CFG as a second transformer call).
+
+    Call it with ``text_encoder_out_layers=KLEIN_TEXT_LAYERS``.
+    """
+    from diffusers import AutoencoderKLFlux2, FlowMatchEulerDiscreteScheduler, Flux2KleinPipeline
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    transformer = tiny_flux2_transformer(guidance_embeds=False)
+    torch.manual_seed(0)
+    text_encoder = Qwen3ForCausalLM(
+        Qwen3Config(
+            intermediate_size=16,
+            hidden_size=16,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            head_dim=8,
+            vocab_size=320,
+            max_position_embeddings=512,
+        )
+    )
+    torch.manual_seed(0)
+    vae = AutoencoderKLFlux2(
+        sample_size=32,
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",),
+        up_block_types=("UpDecoderBlock2D",),
+        block_out_channels=(4,),
+        layers_per_block=1,
+        latent_channels=1,
+        norm_num_groups=1,
+        use_quant_conv=False,
+        use_post_quant_conv=False,
+    )
+    pipe = Flux2KleinPipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler(),
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tiny_qwen_tokenizer(tmp / "tokenizer"),
+        transformer=transformer,
+    )
+    for model in (transformer, text_encoder, vae):
+        model.eval()
+    pipe.set_progress_bar_config(disable=True)
+    return pipe

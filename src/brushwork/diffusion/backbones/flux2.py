@@ -62,10 +62,16 @@ class Flux2Backbone(FluxBackbone):
             )
 
     def text_streams(self, pipe: Any) -> list[TextStream]:
-        """One stream at key 0: the Mistral/Qwen tokens of the chat-formatted prompt."""
+        """One stream at key 0: the tokens of the *chat-formatted* prompt.
+
+        Flux2Pipeline wraps the prompt in Mistral-3's chat template (system message
+        first), Flux2KleinPipeline in Qwen-3's (``<|im_start|>user``…), so a word's key is
+        its position in ``apply_chat_template(...)``'s text, not in the bare prompt.
+        """
         tokenizer = getattr(pipe, "tokenizer", None)
         tokenizer = getattr(tokenizer, "tokenizer", tokenizer)  # a processor wraps it
-        return [TextStream("mistral", tokenizer, 0, MAX_SEQUENCE_LENGTH)]
+        name = "qwen" if "Qwen" in type(tokenizer).__name__ else "mistral"
+        return [TextStream(name, tokenizer, 0, MAX_SEQUENCE_LENGTH)]
 
     def rotary(self, call: ProcessorCall) -> tuple[torch.Tensor, torch.Tensor]:
         """(cos, sin), each ``(T + S_img, head_dim)``: text and image embeddings joined.
