@@ -11,6 +11,7 @@ from PIL import Image
 from safetensors import safe_open
 
 from brushwork.cli.main import main
+from cli_testing import error_line
 
 
 @pytest.fixture(scope="module")
@@ -105,3 +106,117 @@ def test_missing_model_folder_and_bad_options(tmp_path, capsys):
 def test_record_steps_out_of_range(model_dir, tmp_path, capsys):
     assert _attend(model_dir, tmp_path / "o", "--record-steps", "1:5") == 1
     assert "outside the 2 steps" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- --image
+
+
+@pytest.fixture(scope="module")
+def photo(tmp_path_factory):
+    path = tmp_path_factory.mktemp("photo") / "photo.png"
+    pixels = np.random.default_rng(0).integers(0, 256, (40, 56, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path)
+    return path
+
+
+def _attend_image(model_dir, out, photo, *extra, caption="a giraffe in the painting style"):
+    return main(
+        ["attend", "--image", str(photo), "--caption", caption, "--words", "giraffe",
+         "painting", "--model", str(model_dir), "--device", "cpu", "-q", "-o", str(out),
+         *extra]
+    )  # fmt: skip
+
+
+def test_image_maps_written_with_their_description(model_dir, tmp_path, photo):
+    out = tmp_path / "photo_maps"
+    code = _attend_image(model_dir, out, photo, "--timesteps", "700,300", "--seed", "2",
+                         "--keep-steps")  # fmt: skip
+    assert code == 0
+    for name in ("image.png", "sheet.png", "overlay_giraffe.png", "mask_painting.png"):
+        assert (out / name).is_file(), name
+    assert Image.open(out / "image.png").size == (56, 40)  # the input, at its own size
+    assert np.array_equal(np.asarray(Image.open(out / "image.png")), np.asarray(Image.open(photo)))
+    assert Image.open(out / "mask_giraffe.png").size == (56, 40)
+    meta = json.loads((out / "maps.json").read_text())
+    assert meta["mode"] == "image"
+    assert meta["prompt"] == "a giraffe in the painting style"
+    assert meta["method"] == "cross-attention"
+    assert (meta["normalisation"], meta["clamp"], meta["stream"]) == ("text", "after-steps", "clip")
+    assert meta["timesteps"] == [700.0, 300.0]
+    assert meta["recorded_steps"] == [0, 1]
+    assert meta["blocks"] == ["down", "up"]
+    assert meta["image_size"] == [40, 56]
+    with safe_open(out / "maps.safetensors", "pt") as f:
+        assert f.get_tensor("step_maps").shape[0] == 2
+        assert f.get_tensor("word_maps").shape[0] == 2
+
+
+def test_image_maps_match_the_library(model_dir, tmp_path, photo, sd_pipe):
+    from brushwork.diffusion.image_maps import maps_of_image
+    from brushwork.image import load_image
+
+    out = tmp_path / "same"
+    assert _attend_image(model_dir, out, photo, "--format", "npy", "--timesteps", "500") == 0
+    expected = maps_of_image(sd_pipe, load_image(photo), "a giraffe in the painting style",
+                             ["giraffe", "painting"], timesteps=[500])  # fmt: skip
+    np.testing.assert_allclose(
+        np.load(out / "word_maps.npy"), expected.maps[0].maps.numpy(), rtol=1e-5, atol=1e-7
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["a giraffe", "--image", "{photo}", "--caption", "a giraffe"], "not both"),
+        (["--image", "{photo}"], "--image needs --caption"),
+        (["--caption", "a giraffe"], "give a prompt to generate, or --image"),
+        (["a giraffe", "--caption", "a giraffe"], "--caption is for --image"),
+        (["a giraffe", "--timesteps", "500"], "--timesteps is for --image"),
+        ([], "give a prompt to generate, or --image"),
+        (["--image", "{text}", "--caption", "a giraffe"], "not an image"),
+        (["--image", "{missing}", "--caption", "a giraffe"], "image file not found"),
+        (["--image", "{photo}", "--caption", "a giraffe", "--size", "32x48"], "one number N"),
+        (["--image", "{photo}", "--caption", "a giraffe", "--record-steps", "0:1"],
+         "--record-steps is for a generation"),
+        (["--image", "{photo}", "--caption", "a giraffe", "--timesteps", "5,x"],
+         "comma-separated numbers"),
+        (["--image", "{photo}", "--caption", "a giraffe", "--blocks", "left"],
+         "unknown block kind"),
+    ],
+)  # fmt: skip
+def test_bad_image_inputs_refused_before_loading(tmp_path, capsys, photo, args, message):
+    text = tmp_path / "notes.png"
+    text.write_text("not a picture")
+    values = {"photo": photo, "text": text, "missing": tmp_path / "none.png"}
+    args = [a.format(**values) for a in args]
+    out = tmp_path / "maps"
+    code = main(["attend", *args, "--words", "giraffe", "--model", "nobody/no-such-model",
+                 "--device", "cpu", "-q", "-o", str(out)])  # fmt: skip
+    assert code == 1
+    line = error_line(capsys.readouterr().err)
+    assert message in line, line
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--words", "zebra"], "'zebra' is not in the prompt"),
+        (["--timesteps", "1000"], "out of range"),
+        (["--text-stream", "t5"], "no 't5' text stream"),
+        (["--blocks", "joint"], "unknown block kind"),
+    ],
+)
+def test_bad_image_inputs_known_once_loaded(model_dir, tmp_path, capsys, photo, extra, message):
+    out = tmp_path / "maps"
+    assert _attend_image(model_dir, out, photo, *extra) == 1
+    line = error_line(capsys.readouterr().err)
+    assert message in line, line
+    assert not out.exists()
+
+
+def test_method_concept_is_not_offered_yet(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["attend", "a cat", "--words", "cat", "-o", "x", "--method", "concept"])
+    assert exc.value.code == 2
+    assert "invalid choice: 'concept'" in capsys.readouterr().err

@@ -107,3 +107,85 @@ def test_failure_while_writing_leaves_no_folder(model_dir, tmp_path, capsys, mon
     with pytest.raises(OSError):
         main(_args(model_dir, out))
     assert not out.exists()
+
+
+def test_map_options_recorded_in_maps_json(model_dir, tmp_path):
+    import json
+
+    out = tmp_path / "maps"
+    extra = ["--normalisation", "joint", "--clamp", "per-step", "--text-stream", "clip",
+             "--blocks", "up", "--method", "cross-attention"]  # fmt: skip
+    assert main(_args(model_dir, out, *extra)) == 0
+    meta = json.loads((out / "maps.json").read_text())
+    assert meta["mode"] == "generate"
+    assert (meta["method"], meta["normalisation"], meta["clamp"]) == (
+        "cross-attention",
+        "joint",
+        "per-step",
+    )
+    assert (meta["stream"], meta["stream_offset"], meta["blocks"]) == ("clip", 0, ["up"])
+    assert len(meta["timesteps"]) == 1  # the run's schedule: --steps 1
+    assert meta["tokens"][0] == "<start>" and meta["tokens"][-1] == "<end>"
+    default = tmp_path / "default"
+    assert main(_args(model_dir, default)) == 0
+    meta = json.loads((default / "maps.json").read_text())
+    assert (meta["normalisation"], meta["clamp"]) == ("text", "after-steps")
+    assert meta["blocks"] == ["down", "up"]  # the UNet family's default, as DAAM
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--block-indices", "a,b"], "--block-indices expects comma-separated integers"),
+        (["--block-indices", "-1"], "block indices must be ≥ 0"),
+        (["--blocks", "down,sideways"], "unknown block kind(s) ['sideways']"),
+    ],
+)
+def test_bad_map_options_refused_before_loading(tmp_path, capsys, extra, message):
+    out = tmp_path / "maps"
+    assert main(_args("nobody/no-such-model", out, *extra)) == 1
+    assert message in error_line(capsys.readouterr().err)
+    assert not out.exists()
+
+
+def test_bad_stream_choice_is_an_argparse_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(_args("nobody/no-such-model", tmp_path / "m", "--text-stream", "bert"))
+    assert exc.value.code == 2
+    assert not (tmp_path / "m").exists()
+
+
+@pytest.fixture(scope="module")
+def sd3_dir(tmp_path_factory):
+    tiny_sd3 = pytest.importorskip("tiny_sd3")
+    pipe = tiny_sd3.build_sd3_pipeline(tmp_path_factory.mktemp("sd3_cli"))
+    folder = tmp_path_factory.mktemp("model_sd3") / "tiny-sd3"
+    pipe.save_pretrained(folder)
+    return folder
+
+
+def test_sd3_generation_and_image_maps_on_the_t5_stream(sd3_dir, tmp_path):
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    generated = tmp_path / "generated"
+    extra = ["--size", "32x48", "--text-stream", "t5", "--block-indices", "1"]
+    assert main(_args(sd3_dir, generated, *extra)) == 0
+    meta = json.loads((generated / "maps.json").read_text())
+    assert (meta["stream"], meta["stream_offset"]) == ("t5", 77)
+    assert meta["blocks"] == ["joint"] and meta["block_indices"] == [1]
+    assert "<start>" not in meta["tokens"]  # T5 has no start token
+    photo = tmp_path / "photo.png"
+    pixels = np.random.default_rng(1).integers(0, 256, (30, 44, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(photo)
+    out = tmp_path / "photo_maps"
+    code = main(["attend", "--image", str(photo), "--caption", "a giraffe on a hill",
+                 "--words", "giraffe", "--model", str(sd3_dir), "--device", "cpu", "-q",
+                 "--normalisation", "joint", "--timesteps", "600.5", "-o", str(out)])  # fmt: skip
+    assert code == 0
+    meta = json.loads((out / "maps.json").read_text())
+    assert (meta["mode"], meta["stream"], meta["normalisation"]) == ("image", "clip", "joint")
+    assert meta["timesteps"] == [600.5] and meta["image_size"] == [30, 44]
+    assert Image.open(out / "overlay_giraffe.png").size == (44, 30)

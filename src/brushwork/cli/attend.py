@@ -1,4 +1,9 @@
-"""``brushwork attend``: generate an image and the attention map of each word (DAAM)."""
+"""``brushwork attend``: the attention map of each word, of a generated or an existing image.
+
+Two modes: a positional prompt generates an image and records its maps (DAAM);
+``--image`` with ``--caption`` maps an existing image (encode, noise to ``--timesteps``,
+one denoiser call each: :func:`brushwork.diffusion.image_maps.maps_of_image`).
+"""
 
 from __future__ import annotations
 
@@ -18,6 +23,16 @@ EPILOG = f"""examples:
           --model stabilityai/stable-diffusion-xl-base-1.0 --steps 30 --seed 7 -o giraffe/
   brushwork attend "a cat and a dog" --words cat dog --threshold 0.5 --quantile -o pets/
   brushwork attend "a cat" --words cat --size 512x768 --precision fp32 -o cat/
+  brushwork attend --image photo.jpg --caption "a cow on a hill at dusk" --words cow hill dusk \\
+          --model stabilityai/stable-diffusion-3.5-medium -o photo_maps/
+  brushwork attend --image photo.jpg --caption "a cow on a hill" --words cow \\
+          --timesteps 250,500,750 --text-stream t5 --normalisation joint -o cow/
+
+give either a prompt (generate an image and map it) or --image with --caption (map an
+existing image: it is encoded with the model's VAE, noised to each of --timesteps and run
+through the denoiser once per timestep with the caption). --timesteps are values of the
+denoiser's timestep input, not step indices: UNets 0..999, SD3/Flux 0 < t <= 1000 (noise
+sigma = t/1000); unset: five over the middle half of the schedule.
 
 writes into the output folder: image.png, overlay_<word>.png and mask_<word>.png per word,
 sheet.png (image and overlays side by side), and the raw maps (maps.safetensors or
@@ -25,7 +40,9 @@ maps.npy, with maps.json describing them). The folder is created only once the m
 are ready; a failing run leaves nothing behind.
 
 --size N or HxW: sides must be multiples of 8 (the VAE's factor); unset, the model's own
-size. Sizes that cannot fit in memory are refused before loading (--memory-limit).
+size. With --image, --size N is the long side the model sees (the image's aspect is kept;
+the maps come back at the image's own size). Sizes that cannot fit in memory are refused
+before loading (--memory-limit).
 
 The model ({DEFAULT_MODEL} unless --model is given) is downloaded from the
 Hugging Face Hub on first use; offline, pass a local folder written by save_pretrained.
@@ -37,26 +54,48 @@ MAP_FORMATS = ("safetensors", "npy")
 WEIGHT_FLAGS: dict[str, str] = {}
 
 #: One line for ``brushwork --help``.
-HELP = "word attribution maps from cross-attention (DAAM)"
+HELP = "word attribution maps from text attention (DAAM), of a generated or an existing image"
+
+#: Map methods (``concept``, ConceptAttention's output-space maps, is to come).
+METHODS = ("cross-attention",)
+#: Every block kind of every supported family (checked again against the model once loaded).
+ALL_BLOCKS = ("down", "mid", "up", "joint", "single")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     from brushwork.cli.diffusion_common import add_device_precision, add_generated_size
-    from brushwork.diffusion.attention import BLOCK_KINDS
+    from brushwork.diffusion.attention import CLAMP_ORDERS, NORMALISATIONS
     from brushwork.diffusion.maps import COLORMAPS
 
     p = subparsers.add_parser(
         "attend",
         help=HELP,
-        description="Generate an image with Stable Diffusion 1.x/2.x/XL and show where each "
-        "word of the prompt acts: DAAM maps from the text cross-attention (Tang et al. 2023).",
+        description="Show where each word acts in an image: DAAM maps from the text attention "
+        "(Tang et al. 2023) of Stable Diffusion 1.x/2.x/XL, SD3/3.5 or Flux.1, for an image "
+        "generated from a prompt or an existing image with its caption.",
         epilog=EPILOG,
     )
-    p.add_argument("prompt", help="the prompt")
+    p.add_argument(
+        "prompt", nargs="?", default=None, help="the prompt to generate (or use --image)"
+    )
     p.add_argument(
         "--words", nargs="+", required=True, metavar="WORD", help="words or phrases of the prompt"
     )
     options.add_output(p, what="output folder")
+
+    i = p.add_argument_group("existing image (instead of a prompt)")
+    i.add_argument("--image", default=None, metavar="FILE", help="the image to map")
+    i.add_argument(
+        "--caption", default=None, help="text describing --image; the words are looked up in it"
+    )
+    i.add_argument(
+        "--timesteps",
+        default=None,
+        metavar="T,...",
+        help="denoiser timestep values (not step indices) to noise --image to, one denoiser "
+        "call each: UNets whole numbers 0..999, SD3/Flux 0 < t <= 1000 (sigma = t/1000); "
+        "unset: five over the middle half of the schedule",
+    )
 
     g = p.add_argument_group("generation")
     options.add_model(g, default=DEFAULT_MODEL)
@@ -73,6 +112,35 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     add_device_precision(g)
 
     m = p.add_argument_group("maps")
+    m.add_argument(
+        "--method",
+        choices=METHODS,
+        default="cross-attention",
+        help="how maps are made: the image queries' attention to the text keys (the only "
+        "method for now; ConceptAttention's 'concept' is to come)",
+    )
+    m.add_argument(
+        "--normalisation",
+        choices=NORMALISATIONS,
+        default="text",
+        help="text: softmax over the text keys only (what a UNet computes; comparable "
+        "across models); joint: the joint softmax over text and image keys, text part "
+        "(transformers; equal to text on UNets)",
+    )
+    m.add_argument(
+        "--clamp",
+        choices=CLAMP_ORDERS,
+        default="after-steps",
+        help="when upsampled coarse UNet maps are clamped at 0: once after the step sum "
+        "(DAAM 0.2.0) or each step",
+    )
+    m.add_argument(
+        "--text-stream",
+        choices=("clip", "t5"),
+        default=None,
+        help="text encoder whose tokens the words are looked up in; unset: the model's "
+        "first (UNets and SD3: clip; Flux: t5)",
+    )
     options.add_rule(m)
     m.add_argument(
         "--occurrence",
@@ -82,8 +150,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     )
     m.add_argument(
         "--blocks",
-        default="down,up",
-        help=f"UNet parts to record, from {','.join(BLOCK_KINDS)} (default: %(default)s, as DAAM)",
+        default=None,
+        metavar="KIND,...",
+        help=f"model parts to record, from {','.join(ALL_BLOCKS)} (UNets: down, mid, up; "
+        "SD3: joint; Flux: joint, single); unset: the family's default (UNets down,up as "
+        "DAAM; transformers all)",
+    )
+    m.add_argument(
+        "--block-indices",
+        default=None,
+        metavar="I,...",
+        help="transformer block numbers to record within the chosen parts (e.g. 10,11,12); "
+        "unset: all",
     )
     m.add_argument(
         "--factors",
@@ -95,7 +173,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "--record-steps",
         default=None,
         metavar="START:END",
-        help="record only denoising steps START..END-1 (0-based); unset: all",
+        help="record only denoising steps START..END-1 (0-based; generation only); unset: all",
     )
     m.add_argument("--threshold", type=options.fraction, default=0.4, help="mask threshold")
     m.add_argument(
@@ -116,7 +194,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         action="store_true",
         help="also save each layer's maps (summed over steps)",
     )
-    m.add_argument("--keep-steps", action="store_true", help="also save each step's maps")
+    m.add_argument(
+        "--keep-steps", action="store_true", help="also save each step's (timestep's) maps"
+    )
     options.add_quiet(p)
     return p
 
@@ -147,9 +227,85 @@ def _ints(text: str | None, flag: str) -> tuple[int, ...] | None:
         raise ConfigError(f"{flag} expects comma-separated integers, got '{text}'") from None
 
 
+def _numbers(text: str | None, flag: str) -> list[float] | None:
+    from brushwork.errors import ConfigError
+
+    if text is None:
+        return None
+    try:
+        values = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ConfigError(f"{flag} expects comma-separated numbers, got '{text}'") from None
+    if not values:
+        raise ConfigError(f"{flag} is empty")
+    return values
+
+
 def slug(word: str) -> str:
     """A file-name-safe form of ``word``."""
     return re.sub(r"[^A-Za-z0-9]+", "_", word).strip("_").lower() or "word"
+
+
+def _check_mode(args: argparse.Namespace) -> None:
+    """Exactly one of a prompt or --image with --caption; options of the other mode refused."""
+    from brushwork.errors import ConfigError
+
+    if args.image is None:
+        if args.prompt is None:
+            raise ConfigError("give a prompt to generate, or --image FILE with --caption TEXT")
+        wrong = [f for f, v in (("--caption", args.caption), ("--timesteps", args.timesteps)) if v]
+        if wrong:
+            raise ConfigError(
+                f"{wrong[0]} is for --image; to map a generation give the prompt only"
+            )
+        return
+    if args.prompt is not None:
+        raise ConfigError(
+            "give either a prompt (generate an image) or --image with --caption (map an "
+            "existing image), not both"
+        )
+    if not args.caption:
+        raise ConfigError("--image needs --caption: the text whose words are mapped")
+    for flag, value in (
+        ("--record-steps", args.record_steps),
+        ("--negative-prompt", args.negative_prompt),
+        ("--guidance-scale", args.guidance_scale),
+        ("--height", getattr(args, "height", None)),
+        ("--width", getattr(args, "width", None)),
+    ):
+        if value is not None:
+            raise ConfigError(f"{flag} is for a generation; with --image choose --timesteps")
+    if args.size is not None and args.size[1] is not None:
+        raise ConfigError("with --image, --size is one number N (the long side): the image's "
+                          "aspect is kept")  # fmt: skip
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    """RecordingSettings from the flags; block names checked (again, per model, on load)."""
+    from brushwork.diffusion.attention import RecordingSettings
+    from brushwork.errors import ConfigError
+
+    blocks = None
+    if args.blocks is not None:
+        blocks = tuple(b.strip() for b in args.blocks.split(",") if b.strip())
+        bad = [b for b in blocks if b not in ALL_BLOCKS]
+        if bad or not blocks:
+            raise ConfigError(
+                f"unknown block kind(s) {bad or '(none given)'} in --blocks: choose from "
+                f"{', '.join(ALL_BLOCKS)}"
+            )
+    settings = RecordingSettings(
+        blocks=blocks,
+        indices=_ints(args.block_indices, "--block-indices"),
+        factors=_ints(args.factors, "--factors"),
+        steps=None if args.image else _step_range(args.record_steps, args.steps),
+        keep_per_layer=args.keep_layers,
+        keep_per_step=args.keep_steps,
+        normalisation=args.normalisation,
+        clamp=args.clamp,
+    )
+    RecordingSettings(**{**settings.__dict__, "blocks": None}).validate()
+    return settings
 
 
 def run(args: argparse.Namespace) -> int:
@@ -158,34 +314,77 @@ def run(args: argparse.Namespace) -> int:
         check_run_memory,
         check_sides_for_model,
         generated_sides,
-        load_checked_pipeline,
     )
-    from brushwork.cli.progress import step_progress
-    from brushwork.diffusion.attention import RecordingSettings
-    from brushwork.diffusion.pipelines import generate_with_maps, user_errors
-    from brushwork.diffusion.tokens import prompt_tokens, word_positions
     from brushwork.resources import check_folder_writable
 
-    blocks = tuple(b.strip() for b in args.blocks.split(",") if b.strip())
-    settings = RecordingSettings(
-        blocks=blocks,
-        factors=_ints(args.factors, "--factors"),
-        steps=_step_range(args.record_steps, args.steps),
-        keep_per_layer=args.keep_layers,
-        keep_per_step=args.keep_steps,
-    )
-    settings.validate()
-    height, width, flag = generated_sides(args)
+    _check_mode(args)
+    settings = _settings(args)
+    image = None
+    if args.image is not None:
+        from brushwork.image import load_image
+
+        image = load_image(args.image)
+        timesteps = _numbers(args.timesteps, "--timesteps")
+        side = args.size[0] if args.size is not None else None
+        height = width = side
+    else:
+        timesteps = None
+        height, width, flag = generated_sides(args)
     out = check_folder_writable(args.output)
     check_model_folder(args.model)
-    check_sides_for_model(args.model, height, width, flag)
+    if image is None:
+        check_sides_for_model(args.model, height, width, flag)
     check_run_memory(args, args.model, height, width, what="attend")
 
-    pipe = load_checked_pipeline(args, args.model, height, width, flag)
-    tokens = prompt_tokens(pipe.tokenizer, args.prompt)
-    for word in args.words:  # before generating: a bad word costs nothing
-        word_positions(pipe.tokenizer, tokens, word, occurrence=args.occurrence, rule=args.rule)
+    if image is not None:
+        result, pipe = _map_image(args, image, timesteps, settings)
+    else:
+        result, pipe = _map_generation(args, height, width, flag, settings)
+    meta = _meta(args, pipe, result, settings)
+    words = _write_folder(out, result, meta, args)
+    if not args.quiet:
+        print(f"wrote {out}/ (image.png, sheet.png, {words} overlays and masks)",
+              file=sys.stderr)  # fmt: skip
+    return 0
 
+
+def _map_image(
+    args: argparse.Namespace, image: Any, timesteps: list[float] | None, settings: Any
+) -> tuple[Any, Any]:
+    from brushwork.diffusion.image_maps import maps_of_image
+    from brushwork.diffusion.pipelines import load_pipeline, user_errors
+
+    pipe = load_pipeline(args.model, dtype=args.precision, device=args.device)
+    with user_errors():
+        result = maps_of_image(
+            pipe,
+            image,
+            args.caption,
+            args.words,
+            timesteps=timesteps,
+            seed=args.seed,
+            settings=settings,
+            rule=args.rule,
+            occurrence=args.occurrence,
+            stream=args.text_stream,
+            side=args.size[0] if args.size is not None else None,
+        )
+    return result, pipe
+
+
+def _map_generation(
+    args: argparse.Namespace, height: Any, width: Any, flag: str, settings: Any
+) -> tuple[Any, Any]:
+    from brushwork.cli.progress import step_progress
+    from brushwork.diffusion.pipelines import (
+        generate_with_maps,
+        load_pipeline,
+        pipeline_family,
+        user_errors,
+    )
+
+    pipe = load_pipeline(args.model, dtype=args.precision, device=args.device)
+    _check_loaded_sides(pipe, pipeline_family(pipe), height, width, flag)
     progress = step_progress(enabled=not args.quiet)
     with progress, user_errors():
         task = progress.add_task("generating", total=args.steps, loss="–")
@@ -207,23 +406,63 @@ def run(args: argparse.Namespace) -> int:
             settings=settings,
             rule=args.rule,
             occurrence=args.occurrence,
+            stream=args.text_stream,
             callback_on_step_end=on_step,
         )
+    return result, pipe
+
+
+def _check_loaded_sides(pipe: Any, family: str, height: Any, width: Any, flag: str) -> None:
+    """The loaded model's size rule: UNets' VAE and UNet levels, transformers' patches."""
+    from brushwork.diffusion.image_maps import size_multiple
+    from brushwork.diffusion.sizes import check_model_sides, check_sides
+
+    if family in ("sd", "sdxl"):
+        check_model_sides(pipe, height, width, flag)
+        return
+    multiple = size_multiple(pipe)
+    check_sides(height, width, flag=flag, multiple=multiple, minimum=multiple,
+                why="what this model's VAE and patches need")  # fmt: skip
+
+
+def _meta(args: argparse.Namespace, pipe: Any, result: Any, settings: Any) -> dict:
+    """What maps.json records about the run (the rest is added by :func:`_write_outputs`)."""
+    from brushwork.diffusion.backbones import backbone_for
+    from brushwork.diffusion.pipelines import text_stream
+    from brushwork.diffusion.tokens import prompt_tokens
+
+    text = text_stream(pipe, args.text_stream)
+    prompt = args.caption if args.image is not None else args.prompt
+    tokens = prompt_tokens(text.tokenizer, prompt, stream=text)
+    shown = ["<start>"] * tokens.start + tokens.pieces()[: tokens.limit] + ["<end>"]
+    if args.image is not None:
+        timesteps = [float(t) for t in result.extra["timesteps"]]
+    else:  # the run's schedule (step i of recorded_steps is timesteps[i])
+        timesteps = [float(t) for t in getattr(pipe.scheduler, "timesteps", [])]
+    backbone = backbone_for(pipe)
     meta = {
-        "prompt": args.prompt,
-        "tokens": ["<start>", *tokens.pieces()[: tokens.limit], "<end>"],
+        "mode": "image" if args.image is not None else "generate",
+        "prompt": prompt,
+        "tokens": shown,
         "model": args.model,
-        "steps": args.steps,
+        "method": args.method,
+        "normalisation": settings.normalisation,
+        "clamp": settings.clamp,
+        "stream": text.name,
+        "stream_offset": text.offset,
+        "timesteps": timesteps,
         "seed": args.seed,
-        "guidance_scale": args.guidance_scale,
         "rule": args.rule,
-        "blocks": list(blocks),
+        "blocks": list(settings.blocks or backbone.default_blocks),
+        "block_indices": list(settings.indices) if settings.indices is not None else None,
     }
-    words = _write_folder(out, result, meta, args)
-    if not args.quiet:
-        print(f"wrote {out}/ (image.png, sheet.png, {words} overlays and masks)",
-              file=sys.stderr)  # fmt: skip
-    return 0
+    if args.image is not None:
+        meta["image"] = str(args.image)
+        meta["input_size"] = list(result.extra["input_size"])
+    else:
+        meta["steps"] = args.steps
+        meta["guidance_scale"] = args.guidance_scale
+    return meta
 
 
 def _write_folder(out: Path, result: Any, meta: dict, args: argparse.Namespace) -> int:
@@ -288,8 +527,10 @@ def _write_outputs(out: Path, result: Any, meta: dict, args: argparse.Namespace)
         "threshold": args.threshold,
         "threshold_mode": mode,
         "note": "word_maps: (words, h, w) raw DAAM maps (sum over steps, mean over layers and "
-        "heads); token_maps: (tokens, h, w). Heat maps = bicubic resize to image_size, then "
-        "per-map (m - min) / (max - min + 1e-8).",
+        "heads); token_maps: (tokens, h, w), rows = text key positions (stream_offset + the "
+        "stream's index). Heat maps = bicubic resize to image_size, then per-map "
+        "(m - min) / (max - min + 1e-8). timesteps: denoiser timestep values (mode image: "
+        "one denoiser call per timestep on the noised image; generate: the run's schedule).",
     }
     _write_maps(out, tensors, meta, args.format)
 
