@@ -190,6 +190,7 @@ class AttentionRecorder:
         #: Seconds spent computing and adding maps (for benchmarks; excludes the model).
         self.seconds = 0.0
         self._step = -1
+        self._repeat_call = False
         self._matrices: dict[tuple[int, int, str], torch.Tensor] = {}
         blocks = self.settings.blocks or self.backbone.default_blocks
         indices = self.settings.indices
@@ -337,8 +338,9 @@ class AttentionRecorder:
 
     # ------------------------------------------------------------------ recording
     def _on_denoiser_call(self, module: Any, args: tuple, kwargs: dict) -> None:
-        self.backbone.on_denoiser_call(args, kwargs)
-        self._step += 1
+        self._repeat_call = not self.backbone.on_denoiser_call(args, kwargs)
+        if not self._repeat_call:
+            self._step += 1
 
     def _uses_guidance(self) -> bool:
         if callable(self._guidance):
@@ -355,6 +357,8 @@ class AttentionRecorder:
 
     def _recording_now(self) -> bool:
         steps = self.settings.steps
+        if self._repeat_call:
+            return False
         return self._step >= 0 and (steps is None or self._step in steps)
 
     def _resize_matrix(self, size_in: int, size_out: int, device: torch.device) -> torch.Tensor:
@@ -484,6 +488,10 @@ class _RecordingProcessor:
         self.recorder = recorder
         self.layer = layer
         self._captured: dict[str, torch.Tensor] = {}
+        try:
+            self._signature: inspect.Signature | None = inspect.signature(inner.__call__)
+        except (TypeError, ValueError):
+            self._signature = None
 
     def capture(self, role: str) -> Callable[[Any, tuple, torch.Tensor], None]:
         """A forward hook keeping the first output of a projection in this call."""
@@ -515,7 +523,9 @@ class _RecordingProcessor:
         try:
             if self.recorder._recording_now():
                 start = time.perf_counter()
-                call = ProcessorCall(hidden_states, encoder_hidden_states, kwargs)
+                call = ProcessorCall(
+                    hidden_states, encoder_hidden_states, self._named(attn, args, kwargs)
+                )
                 inputs = self.recorder.backbone.inputs(self.layer, attn, self._captured, call)
                 if inputs is not None:
                     self.recorder.record(self.layer, attn, inputs)
@@ -523,6 +533,17 @@ class _RecordingProcessor:
         finally:
             self._captured = {}
         return out
+
+    def _named(self, attn: Any, args: tuple, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """The call's extra arguments by name (positional ones bound by the inner signature)."""
+        if not args or self._signature is None:
+            return kwargs
+        names = [
+            name
+            for name, parameter in self._signature.parameters.items()
+            if parameter.kind in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD)
+        ][4:]  # after attn, hidden_states, encoder_hidden_states, attention_mask
+        return {**dict(zip(names, args, strict=False)), **kwargs}
 
 
 _CLASSES: dict[tuple[type, type], type] = {}

@@ -111,8 +111,14 @@ class Backbone:
         """The text streams in the layer's keys, in order; the first is the default."""
         raise NotImplementedError
 
-    def on_denoiser_call(self, args: tuple, kwargs: dict) -> None:
-        """Read the map grid (and anything else per call) from the denoiser's inputs."""
+    def on_denoiser_call(self, args: tuple, kwargs: dict) -> bool:
+        """Read the map grid (and anything else per call) from the denoiser's inputs.
+
+        Returns:
+            True for a denoising step; False for an extra call within the same step
+            (a true-CFG negative pass, skip-layer guidance), which is neither counted
+            as a step nor recorded.
+        """
         raise NotImplementedError
 
     def map_grid(self, layers: list[AttentionLayer]) -> tuple[int, int]:

@@ -146,7 +146,7 @@ class FluxBackbone(Backbone):
         return [TextStream("t5", pipe.tokenizer_2, 0, MAX_SEQUENCE_LENGTH)]
 
     # ------------------------------------------------------------------ per call
-    def on_denoiser_call(self, args: tuple, kwargs: dict) -> None:
+    def on_denoiser_call(self, args: tuple, kwargs: dict) -> bool:
         given = self._signature.bind_partial(*args, **kwargs).arguments
         latents = given["hidden_states"]
         text = given["encoder_hidden_states"]
@@ -162,6 +162,7 @@ class FluxBackbone(Backbone):
             img_ids[0] if img_ids.ndim == 3 else img_ids,
         )
         self._rotary = None
+        return not self.repeat_call
 
     def guidance_in_batch(self, pipe: Any) -> bool | None:
         return False  # guidance-distilled (dev) or none (schnell); true CFG runs apart

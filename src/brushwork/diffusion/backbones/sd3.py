@@ -97,12 +97,13 @@ class SD3Backbone(Backbone):
             streams.append(TextStream("t5", pipe.tokenizer_3, clip_tokens, MAX_SEQUENCE_LENGTH))
         return streams
 
-    def on_denoiser_call(self, args: tuple, kwargs: dict) -> None:
+    def on_denoiser_call(self, args: tuple, kwargs: dict) -> bool:
         latents = args[0] if args else kwargs["hidden_states"]  # (B, C, H, W)
         height, width = int(latents.shape[-2]), int(latents.shape[-1])
         self.grid = (height // self._patch, width // self._patch)
         # Skip-layer guidance's extra call: conditional rows only, some blocks skipped.
         self._skip_layers_call = kwargs.get("skip_layers") is not None
+        return not self._skip_layers_call
 
     def check_processor(self, layer: AttentionLayer, processor: Any) -> None:
         name = type(processor).__name__

@@ -69,9 +69,10 @@ class UNetBackbone(Backbone):
         length = int(getattr(tokenizer, "model_max_length", 77))
         return [TextStream("clip", tokenizer, 0, length if length < 100_000 else 77)]
 
-    def on_denoiser_call(self, args: tuple, kwargs: dict) -> None:
+    def on_denoiser_call(self, args: tuple, kwargs: dict) -> bool:
         sample = args[0] if args else kwargs["sample"]
         self._latent_hw = (int(sample.shape[-2]), int(sample.shape[-1]))
+        return True
 
     def map_grid(self, layers: list[AttentionLayer]) -> tuple[int, int]:
         if self._latent_hw is None:
