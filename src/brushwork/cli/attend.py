@@ -79,7 +79,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "prompt", nargs="?", default=None, help="the prompt to generate (or use --image)"
     )
     p.add_argument(
-        "--words", nargs="+", required=True, metavar="WORD", help="words or phrases of the prompt (or of --caption)"
+        "--words",
+        nargs="+",
+        required=True,
+        metavar="WORD",
+        help="words or phrases of the prompt (or of --caption)",
     )
     options.add_output(p, what="output folder")
 

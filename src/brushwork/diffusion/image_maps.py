@@ -209,8 +209,16 @@ def encode_image(pipe: Any, image: torch.Tensor, size: tuple[int, int]) -> torch
 
     vae = pipe.vae
     pixels = resize_to(image, *size)[None] * 2 - 1
-    pixels = pixels.to(device=vae.device, dtype=vae.dtype)
-    latents = vae.encode(pixels).latent_dist.mean
+    # SDXL's VAE overflows in fp16 (force_upcast): encode in fp32, as the img2img pipelines do.
+    upcast = vae.dtype == torch.float16 and bool(getattr(vae.config, "force_upcast", False))
+    dtype = torch.float32 if upcast else vae.dtype
+    if upcast:
+        vae.to(dtype=torch.float32)
+    try:
+        latents = vae.encode(pixels.to(device=vae.device, dtype=dtype)).latent_dist.mean
+    finally:
+        if upcast:
+            vae.to(dtype=torch.float16)
     shift = getattr(vae.config, "shift_factor", None)
     if shift is not None:
         latents = latents - shift
