@@ -169,7 +169,7 @@ def test_image_maps_match_the_library(model_dir, tmp_path, photo, sd_pipe):
     [
         (["a giraffe", "--image", "{photo}", "--caption", "a giraffe"], "not both"),
         (["--image", "{photo}"], "--image needs --caption"),
-        (["--caption", "a giraffe"], "give a prompt to generate, or --image"),
+        (["--caption", "a giraffe"], "--caption needs --image FILE"),
         (["a giraffe", "--caption", "a giraffe"], "--caption is for --image"),
         (["a giraffe", "--timesteps", "500"], "--timesteps is for --image"),
         ([], "give a prompt to generate, or --image"),

@@ -255,6 +255,8 @@ def _check_mode(args: argparse.Namespace) -> None:
     from brushwork.errors import ConfigError
 
     if args.image is None:
+        if args.prompt is None and args.caption:
+            raise ConfigError("--caption needs --image FILE: the image the caption describes")
         if args.prompt is None:
             raise ConfigError("give a prompt to generate, or --image FILE with --caption TEXT")
         wrong = [f for f, v in (("--caption", args.caption), ("--timesteps", args.timesteps)) if v]
