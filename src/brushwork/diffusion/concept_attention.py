@@ -54,6 +54,7 @@ __all__ = [
     "DEFAULT_LAST_BLOCKS",
     "ConceptAttention",
     "ConceptSettings",
+    "check_concepts",
     "concept_memory_bytes",
     "encode_concepts",
     "generate_with_concept_maps",
@@ -226,6 +227,11 @@ class ConceptAttention:
         if self._original is not None:
             raise RuntimeError("ConceptAttention is already installed")
         if self._embeddings is None:
+            if not hasattr(self._pipe, "encode_prompt"):
+                raise ConfigError(
+                    "ConceptAttention needs the pipeline (its T5 encoder) to embed the concepts,"
+                    " or concept_embeddings=encode_concepts(pipe, concepts)"
+                )
             self._embeddings = encode_concepts(
                 self._pipe, self.concepts, self.settings.max_sequence_length
             )
