@@ -215,8 +215,42 @@ def test_bad_image_inputs_known_once_loaded(model_dir, tmp_path, capsys, photo, 
     assert not out.exists()
 
 
-def test_method_concept_is_not_offered_yet(capsys):
-    with pytest.raises(SystemExit) as exc:
-        main(["attend", "a cat", "--words", "cat", "-o", "x", "--method", "concept"])
-    assert exc.value.code == 2
-    assert "invalid choice: 'concept'" in capsys.readouterr().err
+@pytest.fixture(scope="module")
+def flux_dir(tmp_path_factory):
+    from tiny_flux import build_flux_pipeline
+
+    folder = tmp_path_factory.mktemp("tiny-flux")
+    build_flux_pipeline(folder / "build", guidance_embeds=True).save_pretrained(folder / "model")
+    return folder / "model"
+
+
+def test_method_concept_writes_concept_maps(flux_dir, tmp_path):
+    out = tmp_path / "maps"
+    argv = ["attend", "a cow on a hill under the sky", "--words", "cow", "sky", "tree",
+            "--method", "concept", "--model", str(flux_dir), "--steps", "2", "--size", "32",
+            "--device", "cpu", "--precision", "fp32", "-o", str(out), "-q"]  # fmt: skip
+    assert main(argv) == 0
+    meta = json.loads((out / "maps.json").read_text())
+    assert meta["method"] == "concept" and meta["words"] == ["cow", "sky", "tree"]
+    assert meta["token_positions"] == [[0], [1], [2]]  # "tree" is not in the prompt: open-set
+    from safetensors.torch import load_file
+
+    maps = load_file(out / "maps.safetensors")["word_maps"]  # (concepts, h, w)
+    torch.testing.assert_close(maps.sum(dim=0), torch.ones(maps.shape[1:]))
+    assert (out / "overlay_tree.png").is_file() and (out / "sheet.png").is_file()
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--words", "cow"], "at least 2 concepts"),
+        (["--words", "cow", "sky", "--text-stream", "t5"], "--text-stream is for --method"),
+    ],
+)
+def test_method_concept_bad_inputs_before_loading(tmp_path, capsys, extra, message):
+    out = tmp_path / "maps"
+    argv = ["attend", "a cow under the sky", "--method", "concept", "--model",
+            str(tmp_path / "no-model"), "-o", str(out), *extra]  # fmt: skip
+    assert main(argv) == 1
+    assert message in error_line(capsys.readouterr().err)
+    assert not out.exists()

@@ -56,8 +56,19 @@ WEIGHT_FLAGS: dict[str, str] = {}
 #: One line for ``brushwork --help``.
 HELP = "word attribution maps from text attention (DAAM), of a generated or an existing image"
 
-#: Map methods (``concept``, ConceptAttention's output-space maps, is to come).
-METHODS = ("cross-attention",)
+#: Map methods: the image queries' attention to the text keys (DAAM), or ConceptAttention's
+#: output-space maps (Flux.1; docs/concept-attention.md).
+METHODS = ("cross-attention", "concept")
+#: What maps.json says the raw maps are, per method.
+TOKEN_NOTE = (
+    "word_maps: (words, h, w) raw DAAM maps (sum over steps, mean over layers and heads); "
+    "token_maps: (tokens, h, w), rows = text key positions (stream_offset + the stream's index)."
+)
+CONCEPT_NOTE = (
+    "word_maps = token_maps: (concepts, h, w) ConceptAttention maps (softmax over the concepts "
+    "of the image/concept attention-output products, mean over blocks and steps; each pixel "
+    "sums to 1)."
+)
 #: Every block kind of every supported family (checked again against the model once loaded).
 ALL_BLOCKS = ("down", "mid", "up", "joint", "single")
 
@@ -120,8 +131,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "--method",
         choices=METHODS,
         default="cross-attention",
-        help="how maps are made: the image queries' attention to the text keys (the only "
-        "method for now; ConceptAttention's 'concept' is to come)",
+        help="how maps are made: cross-attention (the image queries' attention to the text "
+        "keys, DAAM) or concept (ConceptAttention, Flux.1 only: softmax over the --words, "
+        "which need not be in the prompt, of their similarity to the image in the attention "
+        "output space)",
     )
     m.add_argument(
         "--normalisation",
@@ -286,6 +299,27 @@ def _check_mode(args: argparse.Namespace) -> None:
                           "aspect is kept")  # fmt: skip
 
 
+def _check_method(args: argparse.Namespace) -> None:
+    """ConceptAttention: a generation, ≥ 2 concepts, and none of the token-map options."""
+    from brushwork.diffusion.concept_attention import check_concepts
+    from brushwork.errors import ConfigError
+
+    if args.method != "concept":
+        return
+    if args.image is not None:
+        raise ConfigError("--method concept maps a generation; for --image use cross-attention")
+    check_concepts(args.words)
+    for flag, value in (
+        ("--text-stream", args.text_stream),
+        ("--occurrence", args.occurrence),
+        ("--blocks", args.blocks),
+        ("--factors", args.factors),
+        ("--keep-steps", args.keep_steps or None),
+    ):
+        if value is not None:
+            raise ConfigError(f"{flag} is for --method cross-attention")
+
+
 def _settings(args: argparse.Namespace) -> Any:
     """RecordingSettings from the flags; block names checked (again, per model, on load)."""
     from brushwork.diffusion.attention import RecordingSettings
@@ -324,6 +358,7 @@ def run(args: argparse.Namespace) -> int:
     from brushwork.resources import check_folder_writable
 
     _check_mode(args)
+    _check_method(args)
     settings = _settings(args)
     image = None
     if args.image is not None:
@@ -399,6 +434,9 @@ def _map_generation(
             progress.advance(task)
             return kwargs
 
+        if args.method == "concept":
+            result = _concept_maps(args, pipe, height, width, settings, on_step)
+            return result, pipe
         result = generate_with_maps(
             pipe,
             args.prompt,
@@ -416,6 +454,30 @@ def _map_generation(
             callback_on_step_end=on_step,
         )
     return result, pipe
+
+
+def _concept_maps(
+    args: argparse.Namespace, pipe: Any, height: Any, width: Any, settings: Any, on_step: Any
+) -> Any:
+    """ConceptAttention maps of one generation (block indices and steps from the flags)."""
+    from brushwork.diffusion.concept_attention import ConceptSettings, generate_with_concept_maps
+
+    concept = ConceptSettings(
+        indices=settings.indices, steps=settings.steps, keep_per_layer=settings.keep_per_layer
+    )
+    return generate_with_concept_maps(
+        pipe,
+        args.prompt,
+        args.words,
+        num_inference_steps=args.steps,
+        guidance_scale=args.guidance_scale,
+        height=height,
+        width=width,
+        seeds=[args.seed],
+        negative_prompt=args.negative_prompt,
+        settings=concept,
+        callback_on_step_end=on_step,
+    )
 
 
 def _check_loaded_sides(pipe: Any, family: str, height: Any, width: Any, flag: str) -> None:
@@ -462,6 +524,9 @@ def _meta(args: argparse.Namespace, pipe: Any, result: Any, settings: Any) -> di
         "blocks": list(settings.blocks or backbone.default_blocks),
         "block_indices": list(settings.indices) if settings.indices is not None else None,
     }
+    if args.method == "concept":  # concepts, not text positions; double-stream blocks only
+        meta.update(normalisation=None, clamp=None, stream=None, stream_offset=None, rule=None)
+        meta.update(blocks=["joint"], block_indices=list(result.extra["blocks"]))
     if args.image is not None:
         meta["image"] = str(args.image)
         meta["input_size"] = list(result.extra["input_size"])
@@ -532,12 +597,13 @@ def _write_outputs(out: Path, result: Any, meta: dict, args: argparse.Namespace)
         "layers": list(result.extra.get("layer_maps", {})),
         "threshold": args.threshold,
         "threshold_mode": mode,
-        "note": "word_maps: (words, h, w) raw DAAM maps (sum over steps, mean over layers and "
-        "heads); token_maps: (tokens, h, w), rows = text key positions (stream_offset + the "
-        "stream's index). Heat maps = bicubic resize to image_size, then per-map "
-        "(m - min) / (max - min + 1e-8). timesteps: denoiser timestep values (mode image: "
-        "one denoiser call per timestep on the noised image; generate: the run's schedule).",
+        "note": CONCEPT_NOTE if args.method == "concept" else TOKEN_NOTE,
     }
+    meta["note"] += (
+        " Heat maps = bicubic resize to image_size, then per-map "
+        "(m - min) / (max - min + 1e-8). timesteps: denoiser timestep values (mode image: "
+        "one denoiser call per timestep on the noised image; generate: the run's schedule)."
+    )
     _write_maps(out, tensors, meta, args.format)
 
 
