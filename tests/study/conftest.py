@@ -1,5 +1,5 @@
-"""Fixtures of the study tests: a tiny SD pipeline (tests/diffusion/tiny_sd.py), saved to a
-folder so that subprocesses and Ray workers load it through ``load_pipeline``."""
+"""Fixtures of the study tests: tiny SD, SD3 and Flux.1 pipelines (tests/diffusion/tiny_*.py),
+saved to folders so that subprocesses and Ray workers load them through ``load_pipeline``."""
 
 from __future__ import annotations
 
@@ -32,3 +32,25 @@ def study_pipe(study_model):
     from brushwork.diffusion.pipelines import load_pipeline
 
     return load_pipeline(str(study_model), dtype="float32", device="cpu")
+
+
+def _saved(tmp_path_factory, name: str, build) -> Path:
+    folder = tmp_path_factory.mktemp(f"study_{name}") / name
+    build(tmp_path_factory.mktemp(f"study_{name}_build")).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def sd3_model(tmp_path_factory) -> Path:
+    """A tiny SD3 pipeline (tests/diffusion/tiny_sd3.py) saved with save_pretrained."""
+    from tiny_sd3 import build_sd3_pipeline
+
+    return _saved(tmp_path_factory, "tiny-sd3", build_sd3_pipeline)
+
+
+@pytest.fixture(scope="session")
+def flux_model(tmp_path_factory) -> Path:
+    """A tiny schnell-shaped Flux.1 pipeline (no guidance embedding), saved."""
+    from tiny_flux import build_flux_pipeline
+
+    return _saved(tmp_path_factory, "tiny-flux", build_flux_pipeline)

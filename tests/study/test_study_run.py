@@ -161,7 +161,7 @@ def test_study_report_files_and_statistics_match_scipy(reference, tmp_path):
     for file in files:
         assert file.stat().st_size > 0
     html = (tmp_path / "report" / "index.html").read_text()
-    assert html.count("data:image/png;base64,") == 4 and "Wilcoxon" in html
+    assert html.count("data:image/png;base64,") == 5 and "Wilcoxon" in html
     with open(tmp_path / "report" / "summary.csv") as f:
         summary = list(csv.DictReader(f))
     assert len(summary) == 2 * 2 * 2 * 9  # two runs × rules × modes × thresholds

@@ -93,10 +93,12 @@ def check_model_folder(model: str) -> None:
 
 
 def check_sides_for_model(model: str, height: int | None, width: int | None, flag: str) -> None:
-    """The model folder's own size rule (VAE factor, UNet minimum), read from its configs."""
-    from brushwork.diffusion.sizes import check_sides_for, model_facts
+    """The model's own size rule, before loading: a folder's configs (VAE factor and UNet
+    minimum, or VAE factor × patch for transformers), or the published rule of a hub id
+    named SD3/Flux (multiples of 16)."""
+    from brushwork.diffusion.sizes import check_sides_for, known_facts
 
-    facts = model_facts(model)
+    facts = known_facts(model)
     if facts is not None:
         check_sides_for(facts, height, width, flag)
 
@@ -113,20 +115,22 @@ def check_run_memory(
 ) -> Any:
     """Resolve ``--device`` (one line if unavailable) and refuse sizes that cannot fit.
 
+    The estimate is :func:`~brushwork.diffusion.sizes.estimate_model_memory` (UNet or
+    transformer formula, a folder's own configs and safetensors parameter count).
     Returns the torch device.
     """
     from brushwork.devices import resolve_device
     from brushwork.diffusion.pipelines import bytes_per_value
-    from brushwork.diffusion.sizes import default_side, estimate_memory, guess_family
+    from brushwork.diffusion.sizes import default_side, estimate_model_memory
     from brushwork.resources import check_memory
 
     device = resolve_device(args.device)
     side = default_side(model)
     h, w = height or side, width or side
-    need = estimate_memory(
+    need = estimate_model_memory(
+        model,
         h,
         w,
-        family=guess_family(model),
         bytes_per_value=bytes_per_value(args.precision, device.type),
         batch=batch,
         backward=backward,

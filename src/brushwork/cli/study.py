@@ -21,14 +21,18 @@ EPILOG = """examples:
   brushwork study run -o runs/sdxl --engine ray --address auto --batch-size 4
   brushwork study run --model stable-diffusion-v1-5/stable-diffusion-v1-5 --size 512 \\
           --precision fp32 -o runs/sd15
+  brushwork study run --model stabilityai/stable-diffusion-3.5-medium -o runs/sd35
+  brushwork study run --model black-forest-labs/FLUX.1-dev --size 1024 -o runs/flux
   brushwork study status runs/sdxl
-  brushwork study report runs/sdxl runs/sd15 -o report/
+  brushwork study report runs/sdxl runs/sd35 runs/flux -o report/      # backbones side by side
 
 Interrupt a run at any time (Ctrl-C, kill, crash): the same command continues where it
 stopped; nothing stored is lost or counted twice. A folder keeps one set of settings:
 resuming with another model, steps, guidance, size, precision, rule or software version
-is refused. Sizes (--size N or HxW, multiples of 8) and the model are checked before the
-run folder is created: a refused run stores nothing.
+is refused. Sizes (--size N or HxW: multiples of 8 for SD 1.x/2.x/XL, of 16 for SD3/3.5
+and Flux) and the model are checked before the run folder is created: a refused run
+stores nothing. SD3 maps use the CLIP stream, Flux maps the T5 stream; Flux runs without
+CFG (--guidance-scale sets Flux.1-dev's guidance embedding).
 """
 
 #: No registry weight file: the pipeline comes from --model (a hub id or folder).
@@ -81,7 +85,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     m.add_argument(
         "--guidance-scale",
         type=options.non_negative_float,
-        help="CFG scale; unset: the pipeline's (SDXL: 5.0)",
+        help="CFG scale (Flux.1-dev: its guidance embedding; schnell ignores it); unset: "
+        "the pipeline's (SDXL: 5.0, SD3: 7.0, Flux.1: 3.5)",
     )
     add_generated_size(m)
     add_device_precision(m)
@@ -285,6 +290,7 @@ def _status(args: argparse.Namespace) -> int:
     with StudyStore(args.folder, create=False) as store:
         counts = store.counts()
         settings = store.settings() or {}
+        info = store.model_info()
         per_prompt = store.seconds_per_prompt()
         failures = store.failures()
     left = counts["pending"] + counts["failed"]
@@ -293,6 +299,7 @@ def _status(args: argparse.Namespace) -> int:
         f"model:    {settings.get('model')} ({settings.get('steps')} steps, "
         f"rule {settings.get('rule')}, {settings.get('dtype')})"
     )
+    print(f"family:   {_family_line(settings, info)}")
     print(
         f"prompts:  {counts['total']} total, {counts['done']} done, "
         f"{counts['pending']} pending, {counts['failed']} failed"
@@ -305,6 +312,21 @@ def _status(args: argparse.Namespace) -> int:
     if len(failures) > 5:
         print(f"... and {len(failures) - 5} more failed prompts")
     return 0
+
+
+def _family_line(settings: dict, info: dict | None) -> str:
+    """``flux (FluxPipeline; maps from the t5 stream, blocks joint+single)``, or the family
+    the model's configs or name say while no batch has run yet."""
+    if info:
+        blocks = "+".join(info.get("blocks") or [])
+        return (
+            f"{info.get('family')} ({info.get('pipeline')}; maps from the "
+            f"{info.get('stream')} stream, blocks {blocks})"
+        )
+    from brushwork.diffusion.sizes import guess_family
+
+    family = guess_family(str(settings.get("model", "")))
+    return f"{family} (from the model's name or configs; recorded when a batch runs)"
 
 
 def _duration(seconds: float) -> str:

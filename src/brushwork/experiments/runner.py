@@ -39,6 +39,7 @@ __all__ = [
     "BatchResult",
     "StudySettings",
     "compute_batch",
+    "describe_model",
     "run_local",
     "run_ray",
     "software_versions",
@@ -130,13 +131,31 @@ class BatchResult:
     previews: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict)
 
 
+def describe_model(pipe: Any, settings: StudySettings) -> dict[str, Any]:
+    """What the run's maps come from, as the store records it: the family (``"sd"``,
+    ``"sdxl"``, ``"sd3"``, ``"flux"``, ``"flux2"``), the pipeline class, the text stream
+    (CLIP for UNets and SD3, T5 for Flux) and the recorded blocks."""
+    from brushwork.diffusion.backbones import backbone_for
+    from brushwork.diffusion.pipelines import pipeline_family, text_stream
+
+    backbone = backbone_for(pipe)
+    return {
+        "family": pipeline_family(pipe),
+        "pipeline": type(pipe).__name__,
+        "stream": text_stream(pipe).name,
+        "blocks": list(settings.blocks or backbone.default_blocks),
+    }
+
+
 def compute_batch(
     pipe: Any, specs: Sequence[PromptSpec], settings: StudySettings, *, previews: bool = False
 ) -> BatchResult:
     """Generate ``specs`` in one pipeline call and compute every row of every prompt.
 
     Prompts whose words cannot be found in their tokens (or are cut off) are reported in
-    ``failed`` without generating.
+    ``failed`` without generating. Words are looked up in the model's default text stream;
+    families without classifier-free guidance in the batch (Flux.1's guidance embedding)
+    get ``guidance_scale`` as their embedding's value, as the pipelines take it.
     """
     from brushwork.diffusion.attention import AttentionRecorder, RecordingSettings
     from brushwork.diffusion.pipelines import text_stream
@@ -301,6 +320,7 @@ def run_local(
         from brushwork.diffusion.pipelines import load_pipeline
 
         pipe = load_pipeline(settings.model, dtype=settings.dtype, device=device)
+    store.record_model_info(describe_model(pipe, settings))
     summary = RunSummary()
     start = time.perf_counter()
     for batch in _batches(specs, batch_size):
@@ -343,6 +363,7 @@ def _ray_task(
         "failed": result.failed,
         "previews": result.previews,
         "versions": software_versions(),
+        "model": describe_model(_WORKER_PIPES[key], settings),
     }
 
 
@@ -424,6 +445,7 @@ def run_ray(
                         f"the run records ({expected['versions']}); install the same versions "
                         "on every node"
                     )
+                store.record_model_info(out["model"])
                 now = time.perf_counter()
                 per_prompt = (now - last) / max(1, len(out["done"]))
                 last = now

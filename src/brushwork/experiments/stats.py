@@ -8,6 +8,10 @@ Per (rule, mode, threshold) group of rows (one row per prompt):
   ``zero_method="wilcox"``: zero differences dropped) and the paired t-test (scipy);
 * effect size mean(Δ) / std(Δ) with the sample std (ddof = 1) — a standardised mean
   difference (Cohen's d_z), our reading of the paper's "0.64 standard deviations".
+
+Several runs (backbones) side by side (:func:`compare_by_threshold`,
+:func:`compare_by_word`): each run's mean Δ, and per later run the paired difference of
+Δ against the first run over the prompts both have (same prompt text, same seed).
 """
 
 from __future__ import annotations
@@ -18,7 +22,17 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["GROUP_KEYS", "by_word", "mean_ci", "paired_tests", "summary"]
+__all__ = [
+    "GROUP_KEYS",
+    "by_word",
+    "compare_by_threshold",
+    "compare_by_word",
+    "compare_deltas",
+    "mean_ci",
+    "paired_tests",
+    "prompt_deltas",
+    "summary",
+]
 
 GROUP_KEYS = ("rule", "mode", "threshold")
 
@@ -146,4 +160,111 @@ def by_word(
                 "miou_b": float(np.nanmean(base)),
             }
         )
+    return out
+
+
+# ------------------------------------------------------------------ backbones side by side
+
+
+def prompt_deltas(
+    rows: Mapping[str, Sequence[Any]], *, rule: str, mode: str, threshold: float
+) -> dict[str, tuple[float, str, str]]:
+    """Per prompt text at one (rule, mode, threshold): (Δ = mIoU_B − IoU_cs, content, style).
+
+    Runs of different models share the grid's prompt texts (and seeds), so the prompt text
+    pairs their rows.
+    """
+    out = {}
+    for i, (r, m, t) in enumerate(zip(rows["rule"], rows["mode"], rows["threshold"], strict=True)):
+        if r != rule or m != mode or abs(float(t) - threshold) >= 1e-9:
+            continue
+        base, cs = rows["miou_b"][i], rows["iou_cs"][i]
+        delta = math.nan if base is None or cs is None else float(base) - float(cs)
+        out[rows["prompt"][i]] = (delta, rows["content"][i], rows["style"][i])
+    return out
+
+
+def compare_deltas(per_run: Sequence[tuple[str, Mapping[str, float]]]) -> dict[str, Any]:
+    """Side-by-side columns of several runs' per-prompt Δ (``[(label, {prompt: Δ})]``).
+
+    ``delta[L]``, ``delta_low[L]``, ``delta_high[L]``, ``n[L]``: mean Δ of run ``L`` with its
+    95 % t-interval (as :func:`summary`); for every run after the first,
+    ``diff[L - F]`` (with ``diff_low``, ``diff_high``, ``diff_n``, ``diff_wilcoxon_p``): the
+    mean over the prompts both runs have of Δ_L − Δ_F, i.e. how much more (positive) or
+    less run ``L`` separates content and style than the first run ``F`` on the same prompts
+    — equal to ``delta[L] − delta[F]`` when both runs have every prompt.
+    """
+    record: dict[str, Any] = {}
+    for label, deltas in per_run:
+        values = np.array(list(deltas.values()), dtype=np.float64)
+        mean, low, high = mean_ci(values)
+        record[f"delta[{label}]"] = mean
+        record[f"delta_low[{label}]"] = low
+        record[f"delta_high[{label}]"] = high
+        record[f"n[{label}]"] = int(np.isfinite(values).sum())
+    if not per_run:
+        return record
+    first_label, first = per_run[0]
+    for label, deltas in per_run[1:]:
+        common = [p for p in deltas if p in first]
+        this = np.array([deltas[p] for p in common], dtype=np.float64)
+        that = np.array([first[p] for p in common], dtype=np.float64)
+        mean, low, high = mean_ci(this - that)
+        key = f"{label} - {first_label}"
+        record[f"diff[{key}]"] = mean
+        record[f"diff_low[{key}]"] = low
+        record[f"diff_high[{key}]"] = high
+        record[f"diff_n[{key}]"] = int(np.isfinite(this - that).sum())
+        record[f"diff_wilcoxon_p[{key}]"] = paired_tests(this, that)["wilcoxon_p"]
+    return record
+
+
+def compare_by_threshold(
+    runs: Sequence[tuple[str, Mapping[str, Sequence[Any]]]], *, rule: str
+) -> list[dict[str, Any]]:
+    """One record per (mode, threshold) of ``rule``: :func:`compare_deltas` of the runs
+    (``[(label, rows)]``), sorted by mode and threshold."""
+    slices = sorted(
+        {
+            (m, float(t))
+            for _, rows in runs
+            for r, m, t in zip(rows["rule"], rows["mode"], rows["threshold"], strict=True)
+            if r == rule
+        }
+    )
+    out = []
+    for mode, threshold in slices:
+        per_run = [
+            (label, {p: d for p, (d, _, _) in prompt_deltas(rows, rule=rule, mode=mode,
+                                                             threshold=threshold).items()})
+            for label, rows in runs
+        ]  # fmt: skip
+        out.append({"rule": rule, "mode": mode, "threshold": threshold, **compare_deltas(per_run)})
+    return out
+
+
+def compare_by_word(
+    runs: Sequence[tuple[str, Mapping[str, Sequence[Any]]]],
+    column: str,
+    *,
+    rule: str,
+    mode: str = "fixed",
+    threshold: float = 0.4,
+) -> list[dict[str, Any]]:
+    """One record per content (``column="content"``) or style word at one slice:
+    :func:`compare_deltas` of the runs' prompts with that word; words in order of first
+    appearance."""
+    position = 1 if column == "content" else 2
+    sliced = [
+        (label, prompt_deltas(rows, rule=rule, mode=mode, threshold=threshold))
+        for label, rows in runs
+    ]
+    words = list(dict.fromkeys(v[position] for _, d in sliced for v in d.values()))
+    out = []
+    for word in words:
+        per_run = [
+            (label, {p: v[0] for p, v in deltas.items() if v[position] == word})
+            for label, deltas in sliced
+        ]
+        out.append({column: word, **compare_deltas(per_run)})
     return out

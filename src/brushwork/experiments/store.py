@@ -2,7 +2,9 @@
 
 Tables:
 
-* ``meta`` — the run's settings (JSON), checked when a run is resumed;
+* ``meta`` — the run's settings (JSON), checked when a run is resumed, and what the
+  loaded pipeline is (``model``: family, pipeline class, text stream and blocks of the
+  maps; written when the pipeline first runs, checked on every later load);
 * ``prompts`` — the grid: one row per prompt with its text, seed, words and state
   (``pending`` / ``done`` / ``failed``), attempts, error and time taken;
 * ``rows`` — the metrics, one row per (prompt, rule, mode, threshold); primary key on
@@ -148,6 +150,39 @@ class StudyStore:
                 (json.dumps(settings, sort_keys=True), str(SCHEMA_VERSION), str(time.time())),
             )
         return True
+
+    def model_info(self) -> dict[str, Any] | None:
+        """What the loaded pipeline was (:meth:`record_model_info`), or None before any."""
+        row = self.db.execute("SELECT value FROM meta WHERE key='model'").fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def record_model_info(self, info: Mapping[str, Any]) -> None:
+        """Record the pipeline's family, class, text stream and blocks; on a later load,
+        check that they are the same.
+
+        Raises:
+            ConfigError: the model now loads as another family, stream or blocks.
+        """
+        info = json.loads(json.dumps(dict(info)))
+        stored = self.model_info()
+        if stored is None:
+            with self.transaction():
+                self.db.execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('model', ?)",
+                    (json.dumps(info, sort_keys=True),),
+                )
+            return
+        changed = [
+            f"{key}: stored {stored.get(key)!r}, now {info.get(key)!r}"
+            for key in sorted(set(stored) | set(info))
+            if stored.get(key) != info.get(key)
+        ]
+        if changed:
+            raise ConfigError(
+                f"the run in {self.folder} was made with another model ("
+                + "; ".join(changed)
+                + "): use a new output folder, or the model the run was made with"
+            )
 
     def _check_grid(self, grid: Sequence[PromptSpec]) -> None:
         stored = self.db.execute("SELECT idx, prompt, seed FROM prompts ORDER BY idx").fetchall()
