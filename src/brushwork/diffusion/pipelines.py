@@ -54,14 +54,18 @@ def bytes_per_value(precision: str, device_type: str) -> int:
 
 
 def load_pipeline(model: str, *, dtype: str = "auto", device: str = "auto") -> Any:
-    """A diffusers Stable Diffusion pipeline from a hub id or a local folder.
+    """A diffusers text-to-image pipeline from a hub id or a local folder: Stable Diffusion
+    1.x/2.x/XL, SD3/3.5, Flux.1 or Flux.2 (anything else is refused by
+    :func:`pipeline_family` before the weights move to the device).
 
     Args:
-        model: e.g. ``"stabilityai/stable-diffusion-xl-base-1.0"`` or a folder written by
-            ``save_pretrained``.
+        model: e.g. ``"stabilityai/stable-diffusion-xl-base-1.0"``,
+            ``"black-forest-labs/FLUX.1-dev"`` or a folder written by ``save_pretrained``
+            (its tokenizers, T5's SentencePiece one included, load from the folder).
         dtype: ``"auto"`` (float16 on CUDA, float32 elsewhere), ``"float32"``,
             ``"float16"`` or ``"bfloat16"``, or the ``--precision`` names ``"fp32"``,
-            ``"fp16"``, ``"bf16"``.
+            ``"fp16"``, ``"bf16"``; applied to every component (transformer, VAE and text
+            encoders alike).
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``.
     """
     from diffusers import DiffusionPipeline
