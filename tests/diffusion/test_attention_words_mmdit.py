@@ -67,3 +67,43 @@ def test_sd3_word_missing_or_past_the_t5_limit_is_refused_before_generating(sd3_
             sd3_pipe, long_prompt, ["sky"], num_inference_steps=1, stream="t5",
             max_sequence_length=T5_TOKENS,
         )  # fmt: skip
+
+
+# --------------------------------------------------------------------------- Flux.2 (chat)
+
+
+@pytest.fixture(scope="module")
+def klein_pipe(tmp_path_factory):
+    from tiny_flux import build_flux2_klein_pipeline
+
+    return build_flux2_klein_pipeline(tmp_path_factory.mktemp("klein-words"))
+
+
+def test_flux2_words_sit_inside_the_chat_template(klein_pipe):
+    """The keys are the chat-formatted prompt's tokens: a word's positions are counted
+    from the start of the template, and spell the word in the formatted sequence."""
+    text = text_stream(klein_pipe)
+    assert text.name == "qwen" and text.template is not None
+    prompt = "a cow on a hill, under the sky"
+    tokens = prompt_tokens(text.tokenizer, prompt, stream=text)
+    formatted = text.tokenizer.convert_ids_to_tokens(
+        text.tokenizer(text.template(prompt)).input_ids
+    )
+    assert tokens.start > 0  # "<|im_start|>user\n" comes first
+    for word in ("cow", "hill", "sky"):  # "hill," and "sky" at the end: punctuation ends words
+        positions = word_positions(text.tokenizer, tokens, word)
+        assert "".join(formatted[p] for p in positions).replace("Ġ", "") == word
+
+
+def test_flux2_generate_with_maps_of_words(klein_pipe):
+    from tiny_flux import KLEIN_TEXT_LAYERS
+
+    result = generate_with_maps(
+        klein_pipe, "a cow under the sky", ["cow", "sky"], num_inference_steps=2, height=32,
+        width=32, guidance_scale=1.0, text_encoder_out_layers=KLEIN_TEXT_LAYERS,
+    )  # fmt: skip
+    maps = result.maps[0]
+    assert maps.maps.shape[0] == 2 and maps.maps.abs().sum() > 0
+    tokens = prompt_tokens(text_stream(klein_pipe).tokenizer, "a cow under the sky",
+                           stream=text_stream(klein_pipe))  # fmt: skip
+    assert all(p >= tokens.start for positions in maps.positions for p in positions)

@@ -155,7 +155,6 @@ def tiny_qwen_tokenizer(folder: Path):
     import json
 
     from tiny_sd import MERGED_WORDS, _byte_symbols
-    from transformers import Qwen2TokenizerFast
 
     folder.mkdir(parents=True, exist_ok=True)
     vocab = _byte_symbols()
@@ -168,17 +167,19 @@ def tiny_qwen_tokenizer(folder: Path):
             if left not in vocab:
                 vocab.append(left)
     vocab += ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-    (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(vocab)}))
-    lines = "".join(f"{a} {b}\n" for a, b in merges)
-    (folder / "merges.txt").write_text("#version: 0.2\n" + lines)
-    tokenizer = Qwen2TokenizerFast(
-        vocab_file=str(folder / "vocab.json"),
-        merges_file=str(folder / "merges.txt"),
-        unk_token=None,
-        bos_token=None,
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
+    # Built with the tokenizers library (transformers' Qwen2Tokenizer ignores vocab files
+    # given this way and would tokenise everything to nothing).
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.BPE(vocab={t: i for i, t in enumerate(vocab)}, merges=merges))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    backend.add_special_tokens(["<|endoftext|>", "<|im_start|>", "<|im_end|>"])
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend, eos_token="<|im_end|>", pad_token="<|endoftext|>"
     )
+    (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(vocab)}))
     tokenizer.chat_template = QWEN_CHAT_TEMPLATE
     return tokenizer
 

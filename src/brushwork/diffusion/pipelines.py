@@ -236,10 +236,11 @@ def generate_with_maps(
         width=width,
         num_images_per_prompt=num_images_per_prompt,
         generator=generators,
-        negative_prompt=negative_prompt,
         output_type="pt",
         **pipe_kwargs,
     )
+    if negative_prompt is not None:  # not every pipeline takes one (Flux.2 klein)
+        call["negative_prompt"] = negative_prompt
     if guidance_scale is not None:
         call["guidance_scale"] = guidance_scale
     with AttentionRecorder(pipe, settings) as recorder:

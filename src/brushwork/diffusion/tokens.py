@@ -22,7 +22,7 @@ matches the tokens of "analytical" and "cubism"; "cat" does not match inside
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +41,8 @@ __all__ = [
 TOKEN_RULES = ("mean", "first")
 _WORD_END = "</w>"  # CLIP BPE: a token that ends a word
 _WORD_START = "▁"  # SentencePiece (T5): a token that begins a word
+_SPACE_START = "Ġ"  # byte-level BPE (Qwen, Mistral): a token after a space
+_STARTS = (_WORD_START, _SPACE_START)
 
 
 @dataclass(frozen=True)
@@ -52,12 +54,16 @@ class TextStream:
         tokenizer: that encoder's tokenizer.
         offset: the key index of the stream's first position.
         length: positions the stream has (CLIP 77; T5 ``max_sequence_length``).
+        template: for chat-formatted encoders (Flux.2's Qwen-3 / Mistral-3): the function
+            that wraps a prompt as the pipeline does; the prompt's tokens then start after
+            the template's prefix tokens.
     """
 
     name: str
     tokenizer: Any
     offset: int
     length: int
+    template: Callable[[str], str] | None = None
 
 
 class WordNotFoundError(ConfigError):
@@ -95,9 +101,16 @@ class PromptTokens:
         return [_strip_markers(t) for t in self.tokens]
 
     def word_starts(self) -> list[bool]:
-        """True for tokens that begin a word."""
+        """True for tokens that begin a word (punctuation is a word of its own)."""
         if _has_start_markers(self.tokens):
-            return [i == 0 or t.startswith(_WORD_START) for i, t in enumerate(self.tokens)]
+            pieces = self.pieces()
+            return [
+                i == 0
+                or t.startswith(_STARTS)
+                or _is_punctuation(pieces[i])
+                or _is_punctuation(pieces[i - 1])
+                for i, t in enumerate(self.tokens)
+            ]
         starts = [True]
         for token in self.tokens[:-1]:
             starts.append(token.endswith(_WORD_END) or not _has_word_markers(self.tokens))
@@ -107,12 +120,16 @@ class PromptTokens:
         """True if token ``index`` ends a word."""
         if _has_start_markers(self.tokens):
             following = index + 1
-            return following >= len(self.tokens) or self.tokens[following].startswith(_WORD_START)
+            return following >= len(self.tokens) or self.word_starts()[following]
         return self.tokens[index].endswith(_WORD_END) or not _has_word_markers(self.tokens)
 
 
 def _strip_markers(token: str) -> str:
-    return token.removesuffix(_WORD_END).removeprefix(_WORD_START)
+    return token.removesuffix(_WORD_END).removeprefix(_WORD_START).removeprefix(_SPACE_START)
+
+
+def _is_punctuation(piece: str) -> bool:
+    return bool(piece) and not any(c.isalnum() for c in piece)
 
 
 def _has_word_markers(tokens: Sequence[str]) -> bool:
@@ -120,7 +137,7 @@ def _has_word_markers(tokens: Sequence[str]) -> bool:
 
 
 def _has_start_markers(tokens: Sequence[str]) -> bool:
-    return any(t.startswith(_WORD_START) for t in tokens)
+    return any(t.startswith(_STARTS) for t in tokens)
 
 
 def prompt_tokens(tokenizer: Any, prompt: str, *, stream: TextStream | None = None) -> PromptTokens:
@@ -136,6 +153,8 @@ def prompt_tokens(tokenizer: Any, prompt: str, *, stream: TextStream | None = No
     )
     if length > 100_000:  # tokenizers without a configured limit report a huge number
         length = 77
+    if stream is not None and stream.template is not None:
+        return _templated_tokens(tokenizer, prompt, stream, length)
     special = _special_tokens(tokenizer)
     return PromptTokens(
         prompt,
@@ -143,6 +162,26 @@ def prompt_tokens(tokenizer: Any, prompt: str, *, stream: TextStream | None = No
         length - special,
         start=special - 1,
         offset=stream.offset if stream is not None else 0,
+    )
+
+
+def _templated_tokens(tokenizer: Any, prompt: str, stream: TextStream, length: int) -> PromptTokens:
+    """The prompt inside its chat template: positions start after the template's prefix.
+
+    The pipeline truncates the whole formatted text at ``length``, so the prompt's
+    visible tokens are the ``length - prefix`` after the prefix.
+    """
+    formatted = stream.template(prompt)  # type: ignore[misc]
+    where = formatted.find(prompt)
+    if where < 0:
+        raise ConfigError(f"the {stream.name} chat template does not contain the prompt")
+    prefix = len(tokenizer.tokenize(formatted[:where]))
+    return PromptTokens(
+        prompt,
+        tuple(tokenizer.tokenize(prompt)),
+        max(0, length - prefix - 1),
+        start=prefix,
+        offset=stream.offset,
     )
 
 

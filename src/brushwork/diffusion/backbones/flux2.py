@@ -68,10 +68,28 @@ class Flux2Backbone(FluxBackbone):
         first), Flux2KleinPipeline in Qwen-3's (``<|im_start|>user``…), so a word's key is
         its position in ``apply_chat_template(...)``'s text, not in the bare prompt.
         """
-        tokenizer = getattr(pipe, "tokenizer", None)
-        tokenizer = getattr(tokenizer, "tokenizer", tokenizer)  # a processor wraps it
-        name = "qwen" if "Qwen" in type(tokenizer).__name__ else "mistral"
-        return [TextStream(name, tokenizer, 0, MAX_SEQUENCE_LENGTH)]
+        processor = getattr(pipe, "tokenizer", None)
+        tokenizer = getattr(processor, "tokenizer", processor)  # a processor wraps it
+        if "Klein" in type(pipe).__name__ or "Qwen" in type(tokenizer).__name__:
+
+            def qwen(prompt: str) -> str:  # as Flux2KleinPipeline._get_qwen3_prompt_embeds
+                messages = [{"role": "user", "content": prompt}]
+                return tokenizer.apply_chat_template(
+                    messages, tokenize=False, add_generation_prompt=True, enable_thinking=False
+                )
+
+            return [TextStream("qwen", tokenizer, 0, MAX_SEQUENCE_LENGTH, template=qwen)]
+
+        def mistral(prompt: str) -> str:  # as Flux2Pipeline: system message, then the prompt
+            from diffusers.pipelines.flux2.pipeline_flux2 import format_input
+
+            system = getattr(pipe, "system_message", None)
+            messages = format_input([prompt], system)[0] if system else format_input([prompt])[0]
+            return processor.apply_chat_template(
+                messages, add_generation_prompt=False, tokenize=False
+            )
+
+        return [TextStream("mistral", tokenizer, 0, MAX_SEQUENCE_LENGTH, template=mistral)]
 
     def rotary(self, call: ProcessorCall) -> tuple[torch.Tensor, torch.Tensor]:
         """(cos, sin), each ``(T + S_img, head_dim)``: text and image embeddings joined.
