@@ -161,3 +161,15 @@ def test_t5_word_past_the_limit_is_named(t5_tokenizer):
     assert tokens.limit == 7
     with pytest.raises(WordNotFoundError, match="past the tokenizer limit"):
         word_positions(t5_tokenizer, tokens, "sky")
+
+
+def test_t5_words_before_punctuation_are_found(t5_tokenizer):
+    from brushwork.diffusion.tokens import TextStream
+
+    stream = TextStream("t5", t5_tokenizer, offset=0, length=64)
+    prompt = "a cow, under the sky."
+    tokens = prompt_tokens(t5_tokenizer, prompt, stream=stream)
+    pieces = t5_tokenizer.tokenize(prompt)
+    for word in ("cow", "sky"):
+        positions = word_positions(t5_tokenizer, tokens, word)
+        assert "".join(pieces[p] for p in positions).replace("▁", "") == word
