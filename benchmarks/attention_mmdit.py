@@ -48,15 +48,16 @@ METHODS = ("plain", "brushwork", "amd")
 TESTS = Path(__file__).resolve().parents[1] / "tests" / "diffusion"
 
 
-def _clip(hidden: int, projection: int, tokenizer_vocab: int):
-    from transformers import CLIPTextConfig, CLIPTextModelWithProjection
+def _clip(hidden: int, projection: int, tokenizer_vocab: int, *, with_projection: bool = True):
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
     config = CLIPTextConfig(
         hidden_size=hidden, intermediate_size=4 * hidden, num_attention_heads=max(1, hidden // 64),
         num_hidden_layers=1, vocab_size=tokenizer_vocab, max_position_embeddings=77,
         projection_dim=projection,
     )  # fmt: skip
-    return CLIPTextModelWithProjection(config).eval()
+    model = CLIPTextModelWithProjection if with_projection else CLIPTextModel  # Flux: pooled
+    return model(config).eval()
 
 
 def _t5(d_model: int, vocab: int):
@@ -125,7 +126,9 @@ def build_pipeline(family: str, dtype: str, device: str, tiny: bool):
         )  # fmt: skip
         pipe = FluxPipeline(
             transformer=transformer, scheduler=scheduler, vae=vae,
-            text_encoder=_clip(768 if not tiny else 32, 768 if not tiny else 32, vocab),
+            text_encoder=_clip(
+                768 if not tiny else 32, 768 if not tiny else 32, vocab, with_projection=False
+            ),
             tokenizer=clip_tokenizer, text_encoder_2=_t5(width, len(t5_tokenizer)),
             tokenizer_2=t5_tokenizer,
         )  # fmt: skip
