@@ -59,6 +59,7 @@ __all__ = [
     "AttentionLayer",
     "AttentionRecorder",
     "CrossAttentionLayer",
+    "ObservingProcessor",
     "RecordingSettings",
     "bicubic_matrix",
     "cross_attention_layers",
@@ -480,14 +481,20 @@ class AttentionRecorder:
         return buffers
 
 
-class _RecordingProcessor:
-    """Calls the wrapped processor for the output, then records the text attention."""
+class ObservingProcessor:
+    """Base of the processor wrappers: calls the wrapped processor, then observes.
 
-    def __init__(self, inner: Any, recorder: AttentionRecorder, layer: AttentionLayer) -> None:
+    The output is the wrapped processor's, untouched; forward hooks on the layer's
+    projections (registered with :meth:`capture`) keep the first output of each per
+    call in ``self.captured``; after the call, :meth:`observe` gets the call's arguments
+    (positional extras bound by name through the wrapped processor's signature). The
+    attention recorder and ConceptAttention are both built on it.
+    """
+
+    def __init__(self, inner: Any, layer: AttentionLayer) -> None:
         self.inner = inner
-        self.recorder = recorder
         self.layer = layer
-        self._captured: dict[str, torch.Tensor] = {}
+        self.captured: dict[str, torch.Tensor] = {}
         try:
             self._signature: inspect.Signature | None = inspect.signature(inner.__call__)
         except (TypeError, ValueError):
@@ -497,9 +504,17 @@ class _RecordingProcessor:
         """A forward hook keeping the first output of a projection in this call."""
 
         def hook(module: Any, args: tuple, output: torch.Tensor) -> None:
-            self._captured.setdefault(role, output)
+            self.captured.setdefault(role, output)
 
         return hook
+
+    def observe(self, attn: Any, call: ProcessorCall) -> None:
+        """What to do after each call (subclasses)."""
+        raise NotImplementedError
+
+    def active(self) -> bool:
+        """Whether this call is observed (subclasses; default: always)."""
+        return True
 
     def __getattr__(self, name: str) -> Any:
         # Attribute reads (e.g. an IP-Adapter processor's ``scale``) reach the wrapped one.
@@ -516,25 +531,19 @@ class _RecordingProcessor:
         *args: Any,
         **kwargs: Any,
     ) -> Any:
-        self._captured = {}
+        self.captured = {}
         out = self.inner(
             attn, hidden_states, encoder_hidden_states, attention_mask, *args, **kwargs
         )
         try:
-            if self.recorder._recording_now():
-                start = time.perf_counter()
-                call = ProcessorCall(
-                    hidden_states, encoder_hidden_states, self._named(attn, args, kwargs)
-                )
-                inputs = self.recorder.backbone.inputs(self.layer, attn, self._captured, call)
-                if inputs is not None:
-                    self.recorder.record(self.layer, attn, inputs)
-                self.recorder.seconds += time.perf_counter() - start
+            if self.active():
+                named = self._named(args, kwargs)
+                self.observe(attn, ProcessorCall(hidden_states, encoder_hidden_states, named))
         finally:
-            self._captured = {}
+            self.captured = {}
         return out
 
-    def _named(self, attn: Any, args: tuple, kwargs: dict[str, Any]) -> dict[str, Any]:
+    def _named(self, args: tuple, kwargs: dict[str, Any]) -> dict[str, Any]:
         """The call's extra arguments by name (positional ones bound by the inner signature)."""
         if not args or self._signature is None:
             return kwargs
@@ -544,6 +553,24 @@ class _RecordingProcessor:
             if parameter.kind in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD)
         ][4:]  # after attn, hidden_states, encoder_hidden_states, attention_mask
         return {**dict(zip(names, args, strict=False)), **kwargs}
+
+
+class _RecordingProcessor(ObservingProcessor):
+    """Records the text attention of the wrapped processor's call."""
+
+    def __init__(self, inner: Any, recorder: AttentionRecorder, layer: AttentionLayer) -> None:
+        super().__init__(inner, layer)
+        self.recorder = recorder
+
+    def active(self) -> bool:
+        return self.recorder._recording_now()
+
+    def observe(self, attn: Any, call: ProcessorCall) -> None:
+        start = time.perf_counter()
+        inputs = self.recorder.backbone.inputs(self.layer, attn, self.captured, call)
+        if inputs is not None:
+            self.recorder.record(self.layer, attn, inputs)
+        self.recorder.seconds += time.perf_counter() - start
 
 
 _CLASSES: dict[tuple[type, type], type] = {}

@@ -36,14 +36,14 @@ and SD3 are refused with a clear error; see docs/concept-attention.md).
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from brushwork.diffusion.attention import signature_mirroring_class
+from brushwork.diffusion.attention import ObservingProcessor, signature_mirroring_class
 from brushwork.diffusion.backbones import AttentionLayer, ProcessorCall, backbone_for
 from brushwork.diffusion.backbones.flux import MAX_SEQUENCE_LENGTH, FluxBackbone
 from brushwork.diffusion.maps import WordMaps
@@ -440,75 +440,30 @@ class ConceptAttention:
             sums.per_layer[layer.name] += probs
 
 
-class _ConceptProcessor:
+class _ConceptProcessor(ObservingProcessor):
     """Calls the wrapped processor for the output, then advances the concept stream."""
 
     def __init__(self, inner: Any, owner: ConceptAttention, layer: AttentionLayer) -> None:
-        self.inner = inner
+        super().__init__(inner, layer)
         self.owner = owner
-        self.layer = layer
-        self._captured: dict[str, torch.Tensor] = {}
-        try:
-            self._signature: inspect.Signature | None = inspect.signature(inner.__call__)
-        except (TypeError, ValueError):
-            self._signature = None
 
     def hook(self, attn: Any) -> list[Any]:
         """Forward hooks keeping the image ``k``/``v`` and the pre-``to_out`` output."""
 
-        def keep(role: str) -> Callable[[Any, tuple, torch.Tensor], None]:
-            def hook(module: Any, args: tuple, output: torch.Tensor) -> None:
-                self._captured.setdefault(role, output)
-
-            return hook
-
         def keep_input(module: Any, args: tuple) -> None:
-            self._captured.setdefault("out", args[0])
+            self.captured.setdefault("out", args[0])
 
         return [
-            attn.to_k.register_forward_hook(keep("k")),
-            attn.to_v.register_forward_hook(keep("v")),
+            attn.to_k.register_forward_hook(self.capture("k")),
+            attn.to_v.register_forward_hook(self.capture("v")),
             attn.to_out[0].register_forward_pre_hook(keep_input),
         ]
 
-    def __getattr__(self, name: str) -> Any:
-        if name == "inner":
-            raise AttributeError(name)
-        return getattr(self.inner, name)
+    def active(self) -> bool:
+        return self.owner._active
 
-    def __call__(
-        self,
-        attn: Any,
-        hidden_states: torch.Tensor,
-        encoder_hidden_states: Any = None,
-        attention_mask: torch.Tensor | None = None,
-        *args: Any,
-        **kwargs: Any,
-    ) -> Any:
-        self._captured = {}
-        out = self.inner(
-            attn, hidden_states, encoder_hidden_states, attention_mask, *args, **kwargs
-        )
-        try:
-            if self.owner._active:
-                call = ProcessorCall(
-                    hidden_states, encoder_hidden_states, self._named(args, kwargs)
-                )
-                self.owner.concept_block(self.layer, attn, self._captured, call)
-        finally:
-            self._captured = {}
-        return out
-
-    def _named(self, args: tuple, kwargs: dict[str, Any]) -> dict[str, Any]:
-        """The call's extra arguments by name (positional ones bound by the inner signature)."""
-        if not args or self._signature is None:
-            return kwargs
-        names = [
-            name
-            for name, parameter in self._signature.parameters.items()
-            if parameter.kind in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD)
-        ][4:]
-        return {**dict(zip(names, args, strict=False)), **kwargs}
+    def observe(self, attn: Any, call: ProcessorCall) -> None:
+        self.owner.concept_block(self.layer, attn, self.captured, call)
 
 
 def generate_with_concept_maps(
