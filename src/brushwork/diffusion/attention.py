@@ -182,6 +182,7 @@ class AttentionRecorder:
         self.backbone = backbone_for(pipe)
         self.settings = settings or RecordingSettings()
         self.settings.validate(self.backbone)
+        self.backbone.need_image_keys = self.settings.normalisation == "joint"
         self.denoiser = self.backbone.denoiser
         self._pipe = pipe
         self._guidance = guidance

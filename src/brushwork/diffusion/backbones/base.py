@@ -87,6 +87,9 @@ class Backbone:
     def __init__(self, denoiser: torch.nn.Module) -> None:
         self.denoiser = denoiser
         self.grid: tuple[int, int] | None = None
+        #: Whether :meth:`inputs` must give the image keys (the "joint" normalisation);
+        #: set by the recorder, so an adapter can skip work the maps do not need.
+        self.need_image_keys = True
 
     # ------------------------------------------------------------------ per family
     def layers(self) -> list[AttentionLayer]:

@@ -205,13 +205,15 @@ class FluxBackbone(Backbone):
         # RoPE is per position, so rotating the image queries alone with their part of
         # (cos, sin) equals the processor's rotation of the whole sequence.
         queries = apply_rotary_emb(queries, image_rotary, sequence_dim=1)
+        if not self.need_image_keys:  # "text" normalisation: rotate the text keys only
+            keys, cos, sin = keys[:, :text_length], cos[:text_length], sin[:text_length]
         keys = apply_rotary_emb(keys, (cos, sin), sequence_dim=1)
         queries = queries.transpose(1, 2)[:, :, : self._image_tokens]  # generated image only
-        keys = keys.transpose(1, 2)  # (B, H, T + S_img, d)
+        keys = keys.transpose(1, 2)  # (B, H, T + S_img, d), or (B, H, T, d)
         return AttentionInputs(
             queries=queries,
             text_keys=keys[:, :, :text_length],
-            image_keys=keys[:, :, text_length:],
+            image_keys=keys[:, :, text_length:] if self.need_image_keys else None,
             scale=float(attn.head_dim) ** -0.5,
             map_shape=self.grid,
         )
