@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tiny_flux import MAX_SEQUENCE_LENGTH, build_flux_pipeline
+from tiny_flux import MAX_SEQUENCE_LENGTH, build_flux_pipeline, run_flux
 
 from brushwork.diffusion.attention import AttentionRecorder, RecordingSettings
 from brushwork.diffusion.backbones import backbone_for
@@ -25,18 +25,8 @@ def schnell_pipe(tmp_path_factory):
     return build_flux_pipeline(tmp_path_factory.mktemp("flux-schnell"), guidance_embeds=False)
 
 
-def _run(pipe, prompt=PROMPT, *, seeds=(0,), steps=2, **kwargs):
-    generators = [torch.Generator().manual_seed(seed) for seed in seeds]
-    return pipe(
-        prompt,
-        num_inference_steps=steps,
-        height=HEIGHT,
-        width=WIDTH,
-        generator=generators if len(generators) > 1 else generators[0],
-        max_sequence_length=MAX_SEQUENCE_LENGTH,
-        output_type="pt",
-        **kwargs,
-    ).images
+def _run(pipe, prompt=PROMPT, **kwargs):
+    return run_flux(pipe, prompt, height=HEIGHT, width=WIDTH, **kwargs)
 
 
 def _rms(x: torch.Tensor, norm: torch.nn.RMSNorm) -> torch.Tensor:

@@ -7,7 +7,7 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
-from tiny_flux import MAX_SEQUENCE_LENGTH, build_flux_pipeline, tiny_flux2_transformer
+from tiny_flux import MAX_SEQUENCE_LENGTH, build_flux_pipeline, run_flux, tiny_flux2_transformer
 
 from brushwork.diffusion.concept_attention import (
     ConceptAttention,
@@ -33,18 +33,8 @@ def schnell_pipe(tmp_path_factory):
     return build_flux_pipeline(tmp_path_factory.mktemp("flux-schnell"), guidance_embeds=False)
 
 
-def _run(pipe, prompt=PROMPT, *, seeds=(0,), steps=2, **kwargs):
-    generators = [torch.Generator().manual_seed(seed) for seed in seeds]
-    return pipe(
-        prompt,
-        num_inference_steps=steps,
-        height=HEIGHT,
-        width=WIDTH,
-        generator=generators if len(generators) > 1 else generators[0],
-        max_sequence_length=MAX_SEQUENCE_LENGTH,
-        output_type="pt",
-        **kwargs,
-    ).images
+def _run(pipe, prompt=PROMPT, **kwargs):
+    return run_flux(pipe, prompt, height=HEIGHT, width=WIDTH, **kwargs)
 
 
 def _rms(x: torch.Tensor, norm: torch.nn.RMSNorm) -> torch.Tensor:

@@ -99,6 +99,22 @@ def build_flux_pipeline(tmp: Path, *, guidance_embeds: bool = False):
     return pipe
 
 
+def run_flux(pipe, prompt, *, height: int, width: int, seeds=(0,), steps: int = 2, **kwargs):
+    """The images of a seeded FluxPipeline call at the tests' T5 length, (N, 3, H, W)."""
+
+    generators = [torch.Generator().manual_seed(seed) for seed in seeds]
+    return pipe(
+        prompt,
+        num_inference_steps=steps,
+        height=height,
+        width=width,
+        generator=generators if len(generators) > 1 else generators[0],
+        max_sequence_length=MAX_SEQUENCE_LENGTH,
+        output_type="pt",
+        **kwargs,
+    ).images
+
+
 def tiny_flux2_transformer(*, guidance_embeds: bool = True):
     """A Flux2Transformer2DModel: 2 double + 2 single blocks, 2 heads × 16, RoPE 4×4 axes.
 
