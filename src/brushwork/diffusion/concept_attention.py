@@ -47,7 +47,7 @@ from brushwork.diffusion.attention import ObservingProcessor, signature_mirrorin
 from brushwork.diffusion.backbones import AttentionLayer, ProcessorCall, backbone_for
 from brushwork.diffusion.backbones.flux import MAX_SEQUENCE_LENGTH, FluxBackbone
 from brushwork.diffusion.maps import WordMaps
-from brushwork.diffusion.pipelines import AttendResult, pipeline_family
+from brushwork.diffusion.pipelines import AttendResult, pipeline_family, seeded_call
 from brushwork.errors import ConfigError
 
 __all__ = [
@@ -502,25 +502,18 @@ def generate_with_concept_maps(
             **{**settings.__dict__, "max_sequence_length": int(pipe_kwargs["max_sequence_length"])}
         )
     count = len(prompt_list) * num_images_per_prompt
-    seed_list = [seeds + i for i in range(count)] if isinstance(seeds, int) else list(seeds)
-    if len(seed_list) != count:
-        raise ConfigError(f"{len(seed_list)} seeds given for {count} images")
-    generator_device = "cpu" if pipe.device.type == "mps" else pipe.device
-    generators = [torch.Generator(generator_device).manual_seed(s) for s in seed_list]
-    call: dict[str, Any] = dict(
-        prompt=prompt_list,
+    call = seeded_call(
+        pipe,
+        prompt_list,
+        seeds=seeds,
         num_inference_steps=num_inference_steps,
         height=height,
         width=width,
         num_images_per_prompt=num_images_per_prompt,
-        generator=generators,
-        output_type="pt",
+        negative_prompt=negative_prompt,
+        guidance_scale=guidance_scale,
         **pipe_kwargs,
     )
-    if negative_prompt is not None:
-        call["negative_prompt"] = negative_prompt
-    if guidance_scale is not None:
-        call["guidance_scale"] = guidance_scale
     with ConceptAttention(pipe, concept_list, settings) as concept:
         output = pipe(**call)
         concept_maps = concept.concept_maps().cpu()

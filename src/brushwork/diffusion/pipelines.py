@@ -30,6 +30,7 @@ __all__ = [
     "generate_with_maps",
     "load_pipeline",
     "pipeline_family",
+    "seeded_call",
     "text_stream",
     "user_errors",
 ]
@@ -220,29 +221,22 @@ def generate_with_maps(
         for word in prompt_words:  # fail before the (long) generation
             word_positions(tokenizer, tokens, word, occurrence=occurrence, rule=rule)
     count = len(prompt_list) * num_images_per_prompt
-    seed_list = [seeds + i for i in range(count)] if isinstance(seeds, int) else list(seeds)
-    if len(seed_list) != count:
-        raise ConfigError(f"{len(seed_list)} seeds given for {count} images")
-    generator_device = "cpu" if pipe.device.type == "mps" else pipe.device
-    generators = [torch.Generator(generator_device).manual_seed(s) for s in seed_list]
-    max_tokens = max(prompt_tokens(tokenizer, p, stream=text).end for p in prompt_list)
-    settings = settings or RecordingSettings()
-    if settings.max_tokens is None:
-        settings = RecordingSettings(**{**settings.__dict__, "max_tokens": max_tokens})
-    call: dict[str, Any] = dict(
-        prompt=prompt_list,
+    call = seeded_call(
+        pipe,
+        prompt_list,
+        seeds=seeds,
         num_inference_steps=num_inference_steps,
         height=height,
         width=width,
         num_images_per_prompt=num_images_per_prompt,
-        generator=generators,
-        output_type="pt",
+        negative_prompt=negative_prompt,
+        guidance_scale=guidance_scale,
         **pipe_kwargs,
     )
-    if negative_prompt is not None:  # not every pipeline takes one (Flux.2 klein)
-        call["negative_prompt"] = negative_prompt
-    if guidance_scale is not None:
-        call["guidance_scale"] = guidance_scale
+    max_tokens = max(prompt_tokens(tokenizer, p, stream=text).end for p in prompt_list)
+    settings = settings or RecordingSettings()
+    if settings.max_tokens is None:
+        settings = RecordingSettings(**{**settings.__dict__, "max_tokens": max_tokens})
     with AttentionRecorder(pipe, settings) as recorder:
         output = pipe(**call)
         token_maps = recorder.token_maps().cpu()
@@ -271,6 +265,42 @@ def generate_with_maps(
     return AttendResult(
         images=images, prompts=per_image_prompts, maps=maps, token_maps=token_maps, extra=extra
     )
+
+
+def seeded_call(
+    pipe: Any,
+    prompt_list: list[str],
+    *,
+    seeds: int | Sequence[int],
+    num_images_per_prompt: int = 1,
+    negative_prompt: str | Sequence[str] | None = None,
+    guidance_scale: float | None = None,
+    **call_kwargs: Any,
+) -> dict[str, Any]:
+    """The keyword arguments of one pipeline call with one seeded generator per image.
+
+    ``seeds``: one per image (``prompts × images per prompt``), or a base seed (image ``i``
+    uses ``seed + i``). ``negative_prompt`` and ``guidance_scale`` are passed only when
+    given (not every pipeline takes them; ``None`` keeps the pipeline's default).
+    Output is ``"pt"``.
+    """
+    count = len(prompt_list) * num_images_per_prompt
+    seed_list = [seeds + i for i in range(count)] if isinstance(seeds, int) else list(seeds)
+    if len(seed_list) != count:
+        raise ConfigError(f"{len(seed_list)} seeds given for {count} images")
+    generator_device = "cpu" if pipe.device.type == "mps" else pipe.device
+    call: dict[str, Any] = dict(
+        prompt=prompt_list,
+        num_images_per_prompt=num_images_per_prompt,
+        generator=[torch.Generator(generator_device).manual_seed(s) for s in seed_list],
+        output_type="pt",
+        **call_kwargs,
+    )
+    if negative_prompt is not None:  # not every pipeline takes one (Flux.2 klein)
+        call["negative_prompt"] = negative_prompt
+    if guidance_scale is not None:
+        call["guidance_scale"] = guidance_scale
+    return call
 
 
 def _words_per_prompt(
