@@ -60,6 +60,7 @@ __all__ = [
     "AttentionRecorder",
     "CrossAttentionLayer",
     "ObservingProcessor",
+    "ProcessorPatch",
     "RecordingSettings",
     "bicubic_matrix",
     "cross_attention_layers",
@@ -155,7 +156,86 @@ class _Buffers:
     layers_recorded: list[str] = field(default_factory=list)
 
 
-class AttentionRecorder:
+class ProcessorPatch:
+    """Base of the recorder and ConceptAttention: wraps chosen layers' processors.
+
+    Wrappers are installed through diffusers' ``set_attn_processor`` with hooks beside
+    them; :meth:`restore` (on exit, also after an exception) puts the original
+    processors back and removes every hook. Subclasses set ``denoiser``, ``backbone``
+    and ``layers``, and implement :meth:`install` with :meth:`_install_wrappers`.
+    """
+
+    denoiser: Any
+    backbone: Backbone
+    layers: list[AttentionLayer]
+
+    def __init__(self) -> None:
+        self._original: dict[str, Any] | None = None
+        self._handles: list[Any] = []
+
+    def __enter__(self) -> Any:
+        self.install()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.restore()
+
+    def install(self) -> None:
+        raise NotImplementedError
+
+    def reset(self) -> None:
+        raise NotImplementedError
+
+    def _install_wrappers(
+        self,
+        make: Callable[[Any, AttentionLayer], ObservingProcessor],
+        hooks: Callable[[ObservingProcessor, Any], list[Any]],
+        denoiser_hooks: Callable[[], list[Any]],
+    ) -> None:
+        """Wrap each layer's processor with ``make(processor, layer)``, then add hooks.
+
+        ``hooks(wrapper, attn)`` and ``denoiser_hooks()`` return hook handles; anything
+        that fails on the way restores what was done. Ends with :meth:`reset`.
+        """
+        if self._original is not None:
+            raise RuntimeError(f"{type(self).__name__} is already installed")
+        original = dict(self.denoiser.attn_processors)
+        missing = [layer.name for layer in self.layers if f"{layer.name}.processor" not in original]
+        if missing:
+            raise ConfigError(f"no attention processor found for layer(s) {', '.join(missing)}")
+        processors = dict(original)
+        wrappers = []
+        for layer in self.layers:
+            key = f"{layer.name}.processor"
+            self.backbone.check_processor(layer, original[key])
+            processors[key] = wrapper = make(original[key], layer)
+            wrappers.append((wrapper, self.denoiser.get_submodule(layer.name)))
+        self._original = original
+        try:
+            for wrapper, attn in wrappers:
+                self._handles += hooks(wrapper, attn)
+            self.denoiser.set_attn_processor(processors)
+            self._handles += denoiser_hooks()
+        except BaseException:
+            self.restore()
+            raise
+        self.reset()
+
+    def restore(self) -> None:
+        """Put the original processors back and remove the hooks (idempotent)."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        if self._original is not None:
+            self.denoiser.set_attn_processor(self._original)
+            self._original = None
+
+    @property
+    def installed(self) -> bool:
+        return self._original is not None
+
+
+class AttentionRecorder(ProcessorPatch):
     """Context manager that records word-attribution maps during generation.
 
     Example::
@@ -179,6 +259,7 @@ class AttentionRecorder:
         *,
         guidance: bool | Callable[[], bool] | None = None,
     ) -> None:
+        super().__init__()
         self.backbone = backbone_for(pipe)
         self.settings = settings or RecordingSettings()
         self.settings.validate(self.backbone)
@@ -186,8 +267,6 @@ class AttentionRecorder:
         self.denoiser = self.backbone.denoiser
         self._pipe = pipe
         self._guidance = guidance
-        self._original: dict[str, Any] | None = None
-        self._handles: list[Any] = []
         self._buffers: _Buffers | None = None
         #: Seconds spent computing and adding maps (for benchmarks; excludes the model).
         self.seconds = 0.0
@@ -212,62 +291,23 @@ class AttentionRecorder:
         """The denoiser (old name, from when only UNets were supported)."""
         return self.denoiser
 
-    # ------------------------------------------------------------------ install / restore
-    def __enter__(self) -> AttentionRecorder:
-        self.install()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.restore()
-
+    # ------------------------------------------------------------------ install
     def install(self) -> None:
         """Wrap the selected layers' processors and start counting denoiser calls."""
-        if self._original is not None:
-            raise RuntimeError("AttentionRecorder is already installed")
-        original = dict(self.denoiser.attn_processors)
-        wanted = {layer.name: layer for layer in self.layers}
-        processors = {}
-        wrappers = []
-        for key, processor in original.items():
-            layer = wanted.get(key.removesuffix(".processor"))
-            if layer is None:
-                processors[key] = processor
-                continue
-            self.backbone.check_processor(layer, processor)
-            attn = self.denoiser.get_submodule(layer.name)
+
+        def make(processor: Any, layer: AttentionLayer) -> ObservingProcessor:
             kind = signature_mirroring_class(_RecordingProcessor, type(processor), "Recording")
-            wrapper = kind(processor, self, layer)
-            processors[key] = wrapper
-            wrappers.append((wrapper, attn))
-        missing = sorted(set(wanted) - {k.removesuffix(".processor") for k in original})
-        if missing:
-            raise ConfigError(f"no attention processor found for layer(s) {', '.join(missing)}")
-        self._original = original
-        try:
-            for wrapper, attn in wrappers:
-                for role, module in self.backbone.projections(attn).items():
-                    self._handles.append(module.register_forward_hook(wrapper.capture(role)))
-            self.denoiser.set_attn_processor(processors)
-            self._handles.append(
-                self.denoiser.register_forward_pre_hook(self._on_denoiser_call, with_kwargs=True)
-            )
-        except BaseException:
-            self.restore()
-            raise
-        self.reset()
+            return kind(processor, self, layer)
 
-    def restore(self) -> None:
-        """Put the original processors back and remove the hooks (idempotent)."""
-        for handle in self._handles:
-            handle.remove()
-        self._handles.clear()
-        if self._original is not None:
-            self.denoiser.set_attn_processor(self._original)
-            self._original = None
+        def hooks(wrapper: Any, attn: Any) -> list[Any]:
+            projections = self.backbone.projections(attn).items()
+            return [module.register_forward_hook(wrapper.capture(r)) for r, module in projections]
 
-    @property
-    def installed(self) -> bool:
-        return self._original is not None
+        def denoiser_hooks() -> list[Any]:
+            hook = self._on_denoiser_call
+            return [self.denoiser.register_forward_pre_hook(hook, with_kwargs=True)]
+
+        self._install_wrappers(make, hooks, denoiser_hooks)
 
     def reset(self) -> None:
         """Forget everything recorded (call between generations in one context)."""

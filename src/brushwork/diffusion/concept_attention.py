@@ -43,7 +43,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from brushwork.diffusion.attention import ObservingProcessor, signature_mirroring_class
+from brushwork.diffusion.attention import (
+    ObservingProcessor,
+    ProcessorPatch,
+    signature_mirroring_class,
+)
 from brushwork.diffusion.backbones import AttentionLayer, ProcessorCall, backbone_for
 from brushwork.diffusion.backbones.flux import MAX_SEQUENCE_LENGTH, FluxBackbone
 from brushwork.diffusion.maps import WordMaps
@@ -158,7 +162,7 @@ class _Sums:
     steps_recorded: list[int] = field(default_factory=list)
 
 
-class ConceptAttention:
+class ConceptAttention(ProcessorPatch):
     """Context manager that computes ConceptAttention maps during Flux generation.
 
     Example::
@@ -182,6 +186,7 @@ class ConceptAttention:
         *,
         concept_embeddings: torch.Tensor | None = None,
     ) -> None:
+        super().__init__()
         self.concepts = check_concepts(concepts)
         self.settings = settings or ConceptSettings()
         self.settings.validate()
@@ -205,8 +210,6 @@ class ConceptAttention:
                 f"{len(self.concepts)} concepts"
             )
         self._embeddings = concept_embeddings
-        self._original: dict[str, Any] | None = None
-        self._handles: list[Any] = []
         self._sums: _Sums | None = None
         self._step = -1
         self._active = False
@@ -215,13 +218,6 @@ class ConceptAttention:
         self._concept_rotary: tuple[torch.Tensor, torch.Tensor] | None = None
 
     # ------------------------------------------------------------------ install / restore
-    def __enter__(self) -> ConceptAttention:
-        self.install()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.restore()
-
     def install(self) -> None:
         """Encode the concepts, wrap the blocks' processors, hook what the stream reads."""
         if self._original is not None:
@@ -235,51 +231,25 @@ class ConceptAttention:
             self._embeddings = encode_concepts(
                 self._pipe, self.concepts, self.settings.max_sequence_length
             )
-        original = dict(self.denoiser.attn_processors)
-        wanted = {layer.name: layer for layer in self.layers}
-        processors = dict(original)
-        wrappers = []
-        for layer in self.layers:
-            key = f"{layer.name}.processor"
-            if key not in original:
-                raise ConfigError(f"no attention processor found for layer {layer.name}")
-            processor = original[key]
-            self.backbone.check_processor(layer, processor)
+
+        def make(processor: Any, layer: AttentionLayer) -> ObservingProcessor:
             kind = signature_mirroring_class(_ConceptProcessor, type(processor), "Concept")
-            wrapper = kind(processor, self, wanted[layer.name])
-            processors[key] = wrapper
-            wrappers.append((wrapper, self.denoiser.get_submodule(layer.name)))
-        self._original = original
-        try:
-            for wrapper, attn in wrappers:
-                self._handles += wrapper.hook(attn)
-            self.denoiser.set_attn_processor(processors)
-            self._handles.append(
-                self.denoiser.register_forward_pre_hook(self._on_denoiser_call, with_kwargs=True)
-            )
-            self._handles.append(
+            return kind(processor, self, layer)
+
+        def denoiser_hooks() -> list[Any]:
+            return [
+                self.denoiser.register_forward_pre_hook(self._on_denoiser_call, with_kwargs=True),
                 self.denoiser.time_text_embed.register_forward_hook(
                     self._on_time_embedding, with_kwargs=True
-                )
-            )
-        except BaseException:
-            self.restore()
-            raise
-        self.reset()
+                ),
+            ]
+
+        self._install_wrappers(make, lambda wrapper, attn: wrapper.hook(attn), denoiser_hooks)
 
     def restore(self) -> None:
         """Put the original processors back and remove the hooks (idempotent)."""
-        for handle in self._handles:
-            handle.remove()
-        self._handles.clear()
-        if self._original is not None:
-            self.denoiser.set_attn_processor(self._original)
-            self._original = None
+        super().restore()
         self._stream = self._concept_temb = None
-
-    @property
-    def installed(self) -> bool:
-        return self._original is not None
 
     def reset(self) -> None:
         """Forget the maps (call between generations in one context)."""
