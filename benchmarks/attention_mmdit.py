@@ -38,6 +38,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from attention import _peak_memory_mib  # benchmarks/attention.py: the same measurement
+
 PROMPTS = [
     "a giraffe painting in the cubist style",
     "a cat in the style of a dog painting",
@@ -135,16 +137,6 @@ def build_pipeline(family: str, dtype: str, device: str, tiny: bool):
     pipe = pipe.to(device=device, dtype=getattr(torch, dtype))
     pipe.set_progress_bar_config(disable=True)
     return pipe
-
-
-def _peak_memory_mib(device: str) -> float:
-    import resource
-
-    import torch
-
-    if device.startswith("cuda"):
-        return torch.cuda.max_memory_allocated() / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
 def _capture(method: str, pipe, prompts: list[str]):
