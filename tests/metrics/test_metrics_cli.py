@@ -26,7 +26,13 @@ def offline(monkeypatch, tmp_path):
 
 @pytest.fixture
 def weight_args(
-    alexnet_file, lpips_alex_file, vgg19_file, fid_inception_file, art_inception_file, clip_folder
+    alexnet_file,
+    lpips_alex_file,
+    vgg19_file,
+    fid_inception_file,
+    art_inception_file,
+    clip_folder,
+    dino_folder,
 ):
     return [
         "--lpips-weights", str(lpips_alex_file),
@@ -36,6 +42,7 @@ def weight_args(
         "--art-inception-weights", str(art_inception_file),
         "--inception-size", "75",
         "--clip-model", str(clip_folder),
+        "--dino-model", str(dino_folder),
         "--device", "cpu", "-q",
     ]  # fmt: skip
 
@@ -59,7 +66,8 @@ def test_style_folders_all_metrics(style_sets, weight_args, tmp_path, capsys):
         assert os.path.basename(r["content"]) == f"{stem}.png"
         assert os.path.basename(r["style"]) == f"{stem}.png"
         assert os.path.basename(r["result"]) == f"{stem}.png"
-        for m in ("ssim", "lpips", "content_loss", "gram_loss", "clip_style", "histogram"):
+        for m in ("ssim", "lpips", "content_loss", "gram_loss", "clip_style", "leakage",
+                  "histogram"):  # fmt: skip
             assert float(r[m]) == float(r[m])  # a number, not NaN
         assert 0 < float(r["ssim"]) < 1 and float(r["lpips"]) > 0
     summary = json.loads(capsys.readouterr().out)

@@ -4,6 +4,8 @@ Content fidelity: :func:`brushwork.metrics.ssim.ssim` (the submodule keeps the n
 :class:`LPIPS`, :func:`content_feature_loss`.
 Style fidelity: :func:`gram_style_loss`, :meth:`CLIPScorer.image_similarity`,
 :func:`color_histogram_distance`, FID and ArtFID (:mod:`brushwork.metrics.fid`).
+Content leakage of the style image into the result: :func:`content_leakage`
+(:mod:`brushwork.metrics.leakage`, DINO-ViT structure).
 Editing: CLIP text/direction scores and accuracy, :class:`StructureScorer`, LPIPS.
 Video: :func:`warping_error`. Summaries and paired tests: :mod:`.summary`.
 
@@ -28,6 +30,7 @@ _WHERE = {
     "load_lpips": "lpips",
     "SSIM": "ssim",
     "color_histogram_distance": "style",
+    "content_leakage": "leakage",
     "content_feature_loss": "style",
     "gram_style_loss": "style",
     "paired_comparison": "summary",
@@ -47,6 +50,7 @@ __all__ = [
     "art_fid",
     "color_histogram_distance",
     "content_feature_loss",
+    "content_leakage",
     "fid_from_features",
     "frechet_distance",
     "gram_style_loss",

@@ -59,6 +59,7 @@ STYLE_METRICS = (
     "content_loss",
     "gram_loss",
     "clip_style",
+    "leakage",
     "histogram",
     "fid",
     "artfid",
@@ -344,7 +345,7 @@ def networks_needed(mode: str, metrics: Sequence[str], nets: NetworkSettings) ->
         Network(INCEPTION_WEIGHTS["fid"], "file", nets.inception_weights, using("fid")),
         Network(INCEPTION_WEIGHTS["art"], "file", nets.art_inception_weights, using("artfid")),
         hub(nets.clip_model or DEFAULT_CLIP_MODEL, tuple(m for m in metrics if "clip" in m)),
-        hub(nets.dino_model or DEFAULT_DINO_MODEL, using("structure")),
+        hub(nets.dino_model or DEFAULT_DINO_MODEL, using("structure", "leakage")),
     ]
     if mode == "video":
         return []
@@ -461,7 +462,7 @@ class _Models:
             from brushwork.metrics.clip import DEFAULT_CLIP_MODEL, load_clip
 
             self.clip = load_clip(nets.clip_model or DEFAULT_CLIP_MODEL, device=device)
-        if "structure" in metrics:
+        if "structure" in metrics or "leakage" in metrics:
             from brushwork.metrics.structure import DEFAULT_DINO_MODEL, load_dino
 
             self.dino = load_dino(nets.dino_model or DEFAULT_DINO_MODEL, device=device)
@@ -525,6 +526,11 @@ def _score_style(
                 scores["gram_loss"] = float(gram_style_loss(models.vgg, r, s)[0])
             if "clip_style" in metrics:
                 scores["clip_style"] = float(models.clip.image_similarity(r, s)[0])
+            if "leakage" in metrics:
+                from brushwork.metrics.leakage import content_leakage, crop_to_match
+
+                s_fit = crop_to_match(style_full, *result.shape[-2:])[None].to(device)
+                scores["leakage"] = float(content_leakage(models.dino, r, c, s_fit)[0])
             if "histogram" in metrics:
                 scores["histogram"] = float(color_histogram_distance(result, style_full))
             for metric, model in models.inception.items():
