@@ -1,0 +1,28 @@
+"""Tiny pipelines and images for the StyleID / inversion tests (tests/diffusion/tiny_sd.py)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "diffusion"))
+
+from tiny_sd import build_sd_pipeline, build_sdxl_pipeline
+
+__all__ = ["build_pipeline", "smooth_image"]
+
+
+def build_pipeline(kind: str, tmp: Path):
+    """``"sd"`` (SD 1.x-shaped, ε), ``"sd2"`` (linear projections, v-prediction) or ``"sdxl"``."""
+    if kind == "sdxl":
+        return build_sdxl_pipeline(tmp)
+    return build_sd_pipeline(tmp, sd2=kind == "sd2")
+
+
+def smooth_image(seed: int, size: int = 32) -> torch.Tensor:
+    """(3, size, size) in [0, 1]: seeded noise, blurred (a picture-like input for the VAE)."""
+    g = torch.Generator().manual_seed(seed)
+    image = torch.rand(1, 3, size, size, generator=g)
+    return torch.nn.functional.avg_pool2d(image, 5, 1, 2, count_include_pad=False)[0]
