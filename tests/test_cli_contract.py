@@ -306,6 +306,19 @@ def _cases() -> list[Case]:
     adain = "stylize {content} --method adain --style {style} -o {out}/out.png --device cpu -q"
     cases.append(Case("stylize", "two masks, one style", f"{adain} --mask {{mask}} {{mask}}"))
     cases.append(Case("stylize", "mask of another aspect", f"{adain} --mask {{mask_wide}}"))
+    cn = ("stylize {content} --method controlnet --style {style} --model {pipeline} "
+          "-o {out}/out.png --steps 1 --device cpu -q")  # fmt: skip
+    for bad, argv in [
+        ("style not an image", cn.replace("--style {style}", "--style {not_image}")),
+        ("two style images", cn.replace("--style {style}", "--style {style} {style}")),
+        ("a folder of photos", cn.replace("{content}", "{a_folder}", 1)),
+        ("model folder missing", cn.replace("{pipeline}", "{missing}")),
+        ("--control-scale -1", f"{cn} --control-scale -1"),
+        ("--canny-thresholds 200,100", f"{cn} --canny-thresholds 200,100"),
+        ("--controlnet folder missing", f"{cn} --controlnet {{missing}}"),
+        ("ControlNet not cached (offline)", cn),
+    ]:
+        cases.append(Case("stylize", f"controlnet: {bad}", argv))
     cases.append(Case("weights download", "unknown name", "weights download nosuchnet"))
     cases.append(Case("weights download", "unknown bundle", "weights download --bundle nope"))
     cases.append(Case("study status", "nonexistent run", "study status {missing}"))

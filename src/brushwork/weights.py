@@ -386,9 +386,48 @@ register_hub(
         name="dino-vitb8",
         repo_id="facebook/dino-vitb8",
         description="DINO ViT-B/8 (self-similarity of keys)",
-        used_by="evaluate --edit (structure metric, --dino-model)",
+        used_by="evaluate (structure and leakage metrics, --dino-model)",
         size_bytes=330 * _MIB,
         allow_patterns=("*.json", "*.txt", "*.safetensors", "*.bin"),
+    )
+)
+_CONTROLNET_FILES = ("*.json", "diffusion_pytorch_model.safetensors")
+for _name, _repo, _what, _size in (
+    ("controlnet-canny-sd15", "lllyasviel/control_v11p_sd15_canny", "Canny, SD 1.5", 1.4),
+    ("controlnet-depth-sd15", "lllyasviel/control_v11f1p_sd15_depth", "depth, SD 1.5", 1.4),
+    ("controlnet-lineart-sd15", "lllyasviel/control_v11p_sd15_lineart", "line art, SD 1.5", 1.4),
+    ("controlnet-canny-sdxl", "diffusers/controlnet-canny-sdxl-1.0", "Canny, SDXL", 4.7),
+    ("controlnet-depth-sdxl", "diffusers/controlnet-depth-sdxl-1.0", "depth, SDXL", 4.7),
+    ("controlnet-lineart-sdxl", "TheMistoAI/MistoLine", "line art (MistoLine), SDXL", 4.7),
+):
+    register_hub(
+        HubModel(
+            name=_name,
+            repo_id=_repo,
+            description=f"ControlNet ({_what}) in the diffusers layout",
+            used_by="stylize --method controlnet (--controlnet)",
+            size_bytes=int(_size * (1 << 30)),
+            allow_patterns=_CONTROLNET_FILES,
+        )
+    )
+register_hub(
+    HubModel(
+        name="dpt-hybrid-midas",
+        repo_id="Intel/dpt-hybrid-midas",
+        description="DPT-hybrid (MiDaS 3.0) monocular depth, the depth ControlNets' annotator",
+        used_by="stylize --method controlnet --control depth (--annotator)",
+        size_bytes=470 * _MIB,
+        allow_patterns=("*.json", "*.safetensors"),
+    )
+)
+register_hub(
+    HubModel(
+        name="lineart-annotator",
+        repo_id="lllyasviel/Annotators",
+        description="ControlNet 1.1 line-art annotator (sk_model.pth, informative drawings)",
+        used_by="stylize --method controlnet --control lineart (--annotator)",
+        size_bytes=17 * _MIB,
+        allow_patterns=("sk_model.pth",),
     )
 )
 register_hub(

@@ -178,3 +178,39 @@ def test_errors(sd_parts, tmp_path, monkeypatch):
         load_controlnet("sd", "canny")
     with pytest.raises(WeightsError, match="Intel/dpt-hybrid-midas"):
         load_annotator("depth")
+
+
+def test_cli_end_to_end_on_a_saved_tiny_pipeline(tmp_path, capsys):
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    from brushwork.cli.main import main
+    from brushwork.image import load_image, save_image
+
+    pipe = build_sd_pipeline(tmp_path / "build")
+    pipe.save_pretrained(tmp_path / "sd")
+    tiny_controlnet(pipe).save_pretrained(tmp_path / "controlnet")
+    adapter = write_ip_adapter(pipe, tmp_path / "ip")
+    torch.manual_seed(0)
+    encoder = CLIPVisionModelWithProjection(
+        CLIPVisionConfig(hidden_size=32, intermediate_size=37, num_attention_heads=4,
+                         num_hidden_layers=2, image_size=224, patch_size=32, projection_dim=16)
+    )  # fmt: skip
+    encoder.save_pretrained(adapter / "image_encoder")
+    photo, style = tmp_path / "photo.png", tmp_path / "starry.png"
+    save_image(square(40, left=10)[:, :, :36], photo)  # 36×40: fitted to multiples of 2
+    save_image(torch.rand(3, 20, 20, generator=torch.Generator().manual_seed(2)), style)
+    out = tmp_path / "out.png"
+    args = ["stylize", str(photo), "--method", "controlnet", "--control", "canny",
+            "--style", str(style), "--model", str(tmp_path / "sd"),
+            "--controlnet", str(tmp_path / "controlnet"), "--ip-adapter", str(adapter),
+            "--ip-adapter-subfolder", "", "--ip-adapter-weight", "ip-adapter.safetensors",
+            "--steps", "2", "--prompt", "a cat", "--device", "cpu", "-q",
+            "-o", str(out)]  # fmt: skip
+    assert main(args) == 0
+    image = load_image(out)
+    assert image.shape == (3, 32, 28)  # long side: the model's own 32 px
+    assert main([*args[:-1], str(tmp_path / "again.png")]) == 0
+    assert torch.equal(load_image(tmp_path / "again.png"), image)  # same seed, same image
+    bad = [*args, "--style-only"]  # InstantStyle's blocks need SDXL
+    assert main(bad) == 1
+    assert "preset targets SDXL" in capsys.readouterr().err

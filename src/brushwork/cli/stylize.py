@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from brushwork.cli import options
+from brushwork.cli import options, stylize_controlnet
 
 EPILOG = """examples:
   brushwork stylize photo.jpg --model starry.safetensors -o out.png
@@ -31,7 +31,7 @@ colours to the content (Johnson, whose style is in its weights).
 HELP = "stylise images with a trained network (Johnson, AdaIN, WCT, ONNX)"
 
 #: The option that gives each weight file this command uses (for missing-weights hints).
-WEIGHT_FLAGS = {"*": "--weights"}
+WEIGHT_FLAGS = {"*": "--weights", **stylize_controlnet.WEIGHT_FLAGS}
 
 #: Largest relative difference of aspect ratio between a mask and the content.
 MASK_ASPECT_TOLERANCE = 0.02
@@ -42,12 +42,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "stylize",
         help=HELP,
         description="Stylise an image or a folder of images with a feed-forward model.",
-        epilog=EPILOG,
+        epilog=EPILOG + stylize_controlnet.EPILOG,
     )
     p.add_argument("input", help="image file or folder of images")
     options.add_output(p, what="output image, or folder for a folder")
-    p.add_argument("--model", default=None, metavar="PATH", help="model file (.safetensors/.onnx)")
-    p.add_argument("--method", choices=("johnson", "adain", "wct"), default=None)
+    p.add_argument(
+        "--model",
+        default=None,
+        metavar="PATH",
+        help="model file (.safetensors/.onnx); diffusion methods: Hub id or folder",
+    )
+    p.add_argument(
+        "--method", choices=("johnson", "adain", "wct", *stylize_controlnet.METHODS), default=None
+    )
     options.add_weights(
         p, what="published AdaIN files (folder or decoder.pth) or WCT decoders, without --model"
     )
@@ -74,6 +81,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     )
     options.add_memory_limit(p)
     options.add_quiet(p)
+    stylize_controlnet.add_arguments(p)
     return p
 
 
@@ -164,6 +172,8 @@ def run(args: argparse.Namespace) -> int:
     from brushwork.image import load_image
     from brushwork.resources import check_memory
 
+    if args.method in stylize_controlnet.METHODS:
+        return stylize_controlnet.run(args)
     pairs, out_dir = _pairs(args)
     first = load_image(pairs[0][0])
     styles = [load_image(s) for s in args.style] if args.style else None
