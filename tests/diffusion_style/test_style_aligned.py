@@ -167,3 +167,31 @@ def test_errors(sd_pipe):
         StyleAlignedSettings(shared_score_scale=-1).validate()
     with pytest.raises(ConfigError, match="only_self_level"):
         StyleAligned(sd_pipe, StyleAlignedSettings(only_self_level=2))
+
+
+@pytest.mark.parametrize("family", ["sd", "sdxl"])
+def test_reference_photo_through_inversion(family, sd_pipe, sdxl_pipe):
+    from brushwork.diffusion.editing import decode_latents, encode_image
+    from brushwork.diffusion.style_aligned import style_aligned_from_image
+
+    pipe = sd_pipe if family == "sd" else sdxl_pipe
+    scheduler = pipe.scheduler
+    photo = torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(5))
+    kwargs = dict(steps=3, guidance_scale=3.0, offset=1, seed=2)
+    result = style_aligned_from_image(
+        pipe, photo, "a cat painting", ["a dog", "a giraffe"], **kwargs
+    )
+    assert pipe.scheduler is scheduler  # the pipeline's own scheduler is back
+    assert result.images.shape == (2, 3, 32, 32) and result.prompts == ["a dog", "a giraffe"]
+    # The reference row follows the photo's inverted trajectory to its end, z_0: its image
+    # is the VAE's reconstruction of the photo.
+    with torch.no_grad():
+        expected = decode_latents(pipe, encode_image(pipe, photo))[0]
+    torch.testing.assert_close(result.reference_image, expected.clamp(0, 1), atol=2e-3, rtol=0)
+    # The targets depend on the photo (they attend to its features).
+    other = style_aligned_from_image(
+        pipe, 1 - photo, "a cat painting", ["a dog", "a giraffe"], **kwargs
+    )
+    assert (other.images - result.images).abs().max() > 1e-4
+    with pytest.raises(ConfigError, match="offset"):
+        style_aligned_from_image(pipe, photo, "a cat", ["a dog"], steps=3, offset=3)
