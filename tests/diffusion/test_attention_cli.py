@@ -240,6 +240,27 @@ def test_method_concept_writes_concept_maps(flux_dir, tmp_path):
     assert (out / "overlay_tree.png").is_file() and (out / "sheet.png").is_file()
 
 
+def test_method_concept_maps_an_existing_image(flux_dir, tmp_path):
+    from brushwork.image import save_image
+
+    photo = tmp_path / "photo.png"
+    save_image(torch.rand(3, 24, 40, generator=torch.Generator().manual_seed(1)), photo)
+    out = tmp_path / "maps"
+    argv = ["attend", "--image", str(photo), "--caption", "a cow on a hill",
+            "--words", "cow", "sky", "tree", "--method", "concept", "--model", str(flux_dir),
+            "--timesteps", "600", "--size", "32", "--device", "cpu", "--precision", "fp32",
+            "-o", str(out), "-q"]  # fmt: skip
+    assert main(argv) == 0
+    meta = json.loads((out / "maps.json").read_text())
+    assert meta["method"] == "concept" and meta["mode"] == "image"
+    assert meta["words"] == ["cow", "sky", "tree"] and meta["timesteps"] == [600.0]
+    from safetensors.torch import load_file
+
+    maps = load_file(out / "maps.safetensors")["word_maps"]  # (concepts, h, w)
+    torch.testing.assert_close(maps.sum(dim=0), torch.ones(maps.shape[1:]))
+    assert (out / "overlay_tree.png").is_file() and (out / "sheet.png").is_file()
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [

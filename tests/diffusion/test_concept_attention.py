@@ -301,3 +301,67 @@ def test_no_map_outside_the_context(schnell_pipe):
     concept = ConceptAttention(schnell_pipe, CONCEPTS, SETTINGS)
     with pytest.raises(ConfigError, match="no concept attention was recorded"):
         concept.concept_maps()
+
+
+# --------------------------------------------------------------------------- existing image
+def test_concept_maps_of_an_image_equal_explicit_noised_calls(dev_pipe):
+    from brushwork.diffusion.concept_attention import concept_maps_of_image
+    from brushwork.diffusion.image_maps import FLUX_GUIDANCE, input_size
+    from brushwork.image import resize_to
+
+    image = torch.rand(3, 20, 28, generator=torch.Generator().manual_seed(3))
+    timesteps = [700.0, 400.0]
+    result = concept_maps_of_image(
+        dev_pipe, image, CONCEPTS, caption=PROMPT, timesteps=timesteps, seed=2,
+        settings=SETTINGS, side=32,
+    )  # fmt: skip
+    h, w = input_size(dev_pipe, (20, 28), 32)
+    assert result.extra["input_size"] == (h, w) and result.extra["timesteps"] == timesteps
+    assert result.extra["steps_recorded"] == [0, 1]
+    maps = result.maps[0].maps
+    assert maps.shape == (len(CONCEPTS), h // 2, w // 2)
+    torch.testing.assert_close(maps.sum(0), torch.ones(h // 2, w // 2), atol=1e-5, rtol=0)
+    assert result.maps[0].heatmaps().shape == (len(CONCEPTS), 20, 28)
+
+    # the reference: VAE mean, shifted and scaled, x_t = (1 − σ)·x0 + σ·ε, one call each
+    vae, transformer = dev_pipe.vae, dev_pipe.transformer
+    with torch.no_grad():
+        pixels = resize_to(image, h, w)[None] * 2 - 1
+        x0 = vae.encode(pixels).latent_dist.mean - vae.config.shift_factor
+        x0 = x0 * vae.config.scaling_factor
+        eps = torch.randn(x0.shape, generator=torch.Generator("cpu").manual_seed(2))
+        embeds, pooled, text_ids = dev_pipe.encode_prompt(PROMPT, None, device="cpu")
+        _, c, lh, lw = x0.shape
+        img_ids = dev_pipe._prepare_latent_image_ids(1, lh // 2, lw // 2, "cpu", x0.dtype)
+        with ConceptAttention(dev_pipe, CONCEPTS, SETTINGS) as concept:
+            for t in timesteps:
+                sigma = t / 1000
+                x_t = (1 - sigma) * x0 + sigma * eps
+                transformer(
+                    hidden_states=dev_pipe._pack_latents(x_t, 1, c, lh, lw),
+                    timestep=torch.tensor([sigma]),
+                    guidance=torch.tensor([FLUX_GUIDANCE]),
+                    pooled_projections=pooled,
+                    encoder_hidden_states=embeds,
+                    txt_ids=text_ids,
+                    img_ids=img_ids,
+                )
+            expected = concept.concept_maps()[0]
+    torch.testing.assert_close(maps, expected, atol=1e-6, rtol=0)
+    other = concept_maps_of_image(
+        dev_pipe, image, CONCEPTS, caption=PROMPT, timesteps=timesteps, seed=3,
+        settings=SETTINGS, side=32,
+    )  # fmt: skip
+    assert not torch.equal(other.maps[0].maps, maps)  # the seed is the noise's
+
+
+def test_concept_maps_of_an_image_refuse_bad_input_before_work(dev_pipe):
+    from brushwork.diffusion.concept_attention import concept_maps_of_image
+
+    image = torch.rand(3, 16, 16)
+    with pytest.raises(ConfigError, match="at least 2 concepts"):
+        concept_maps_of_image(dev_pipe, image, ["giraffe"], caption=PROMPT)
+    with pytest.raises(ConfigError, match="caption is empty"):
+        concept_maps_of_image(dev_pipe, image, CONCEPTS, caption=" ")
+    with pytest.raises(ConfigError, match="out of range"):
+        concept_maps_of_image(dev_pipe, image, CONCEPTS, caption=PROMPT, timesteps=[1500])

@@ -163,3 +163,46 @@ def test_flux_image_maps_end_to_end(flux_pipe):
     assert result.extra["steps_recorded"] == [0, 1, 2, 3, 4]
     again = maps_of_image(flux_pipe, image, CAPTION, ["giraffe"], side=32, seed=4)
     assert torch.equal(result.maps[0].maps, again.maps[0].maps)
+
+
+@pytest.fixture(scope="module")
+def klein_pipe(tmp_path_factory):
+    tiny_flux = pytest.importorskip("tiny_flux")
+    folder = tmp_path_factory.mktemp("klein_image")
+    return tiny_flux.build_flux2_klein_pipeline(folder, default_text_layers=True)
+
+
+def test_flux2_image_maps_end_to_end(klein_pipe):
+    from brushwork.diffusion.image_maps import encode_image
+
+    image = _image(40, 56)
+    result = maps_of_image(klein_pipe, image, CAPTION, ["giraffe"], side=32, seed=4)
+    h, w = result.extra["input_size"]  # the tiny VAE keeps the size; 2×2 patchified
+    assert result.maps[0].maps.shape == (1, h // 2, w // 2)
+    assert result.maps[0].heatmaps().shape == (1, 40, 56)
+    assert result.extra["steps_recorded"] == [0, 1, 2, 3, 4]
+    assert torch.isfinite(result.token_maps).all() and result.maps[0].maps.sum() > 0
+    # the latents are the pipeline's own reference-image encoding (batch-norm normalised)
+    latents = encode_image(klein_pipe, image, (h, w))
+    assert latents.shape == (1, 4 * klein_pipe.vae.config.latent_channels, h // 2, w // 2)
+    again = maps_of_image(klein_pipe, image, CAPTION, ["giraffe"], side=32, seed=4)
+    assert torch.equal(result.maps[0].maps, again.maps[0].maps)
+    other = maps_of_image(klein_pipe, image, CAPTION, ["giraffe"], side=32, seed=5)
+    assert not torch.equal(result.maps[0].maps, other.maps[0].maps)  # the noise matters
+
+
+def test_flux2_default_timesteps_use_the_empirical_shift(klein_pipe):
+    from diffusers.pipelines.flux2.pipeline_flux2 import compute_empirical_mu
+
+    from brushwork.diffusion.image_maps import DEFAULT_FRACTIONS, default_timesteps
+
+    steps = default_timesteps(klein_pipe, (16, 16))
+    scheduler = type(klein_pipe.scheduler).from_config(klein_pipe.scheduler.config)
+    if scheduler.config.get("use_dynamic_shifting", False):
+        scheduler.set_timesteps(
+            sigmas=list(reversed(DEFAULT_FRACTIONS)), mu=compute_empirical_mu(64, 50)
+        )
+    else:
+        scheduler.set_timesteps(sigmas=list(reversed(DEFAULT_FRACTIONS)))
+    assert steps == [float(t) for t in scheduler.timesteps]
+    assert steps == sorted(steps, reverse=True) and len(steps) == len(DEFAULT_FRACTIONS)

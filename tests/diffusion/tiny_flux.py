@@ -115,7 +115,7 @@ def run_flux(pipe, prompt, *, height: int, width: int, seeds=(0,), steps: int = 
     ).images
 
 
-def tiny_flux2_transformer(*, guidance_embeds: bool = True):
+def tiny_flux2_transformer(*, guidance_embeds: bool = True, joint_attention_dim: int = 16):
     """A Flux2Transformer2DModel: 2 double + 2 single blocks, 2 heads × 16, RoPE 4×4 axes.
 
     Flux2Pipeline's Mistral-3 encoder (with its Pixtral processor) is not built here:
@@ -131,7 +131,7 @@ def tiny_flux2_transformer(*, guidance_embeds: bool = True):
         num_single_layers=2,
         attention_head_dim=16,
         num_attention_heads=2,
-        joint_attention_dim=16,
+        joint_attention_dim=joint_attention_dim,
         timestep_guidance_channels=256,
         axes_dims_rope=[4, 4, 4, 4],
         guidance_embeds=guidance_embeds,
@@ -204,21 +204,30 @@ def tiny_qwen_tokenizer(folder: Path):
 KLEIN_TEXT_LAYERS = (1,)
 
 
-def build_flux2_klein_pipeline(tmp: Path):
+#: Qwen-3 depth at which the pipeline's default ``text_encoder_out_layers`` (9, 18, 27) exist.
+KLEIN_DEFAULT_DEPTH = 28
+
+
+def build_flux2_klein_pipeline(tmp: Path, *, default_text_layers: bool = False):
     """Flux2KleinPipeline (Qwen-3 text encoder, CFG as a second transformer call).
 
-    Call it with ``text_encoder_out_layers=KLEIN_TEXT_LAYERS``.
+    Call it with ``text_encoder_out_layers=KLEIN_TEXT_LAYERS``; with
+    ``default_text_layers=True`` the Qwen-3 encoder has the real model's 28 layers (of
+    width 16), so the pipeline's defaults work, as code that passes no pipeline-specific
+    keywords (the study, maps of an image) calls it.
     """
     from diffusers import AutoencoderKLFlux2, FlowMatchEulerDiscreteScheduler, Flux2KleinPipeline
     from transformers import Qwen3Config, Qwen3ForCausalLM
 
-    transformer = tiny_flux2_transformer(guidance_embeds=False)
+    layers = KLEIN_DEFAULT_DEPTH if default_text_layers else 2
+    text_width = 16 * (3 if default_text_layers else len(KLEIN_TEXT_LAYERS))
+    transformer = tiny_flux2_transformer(guidance_embeds=False, joint_attention_dim=text_width)
     torch.manual_seed(0)
     text_encoder = Qwen3ForCausalLM(
         Qwen3Config(
             intermediate_size=16,
             hidden_size=16,
-            num_hidden_layers=2,
+            num_hidden_layers=layers,
             num_attention_heads=2,
             num_key_value_heads=2,
             head_dim=8,

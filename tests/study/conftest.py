@@ -54,3 +54,14 @@ def flux_model(tmp_path_factory) -> Path:
     from tiny_flux import build_flux_pipeline
 
     return _saved(tmp_path_factory, "tiny-flux", build_flux_pipeline)
+
+
+@pytest.fixture(scope="session")
+def klein_model(tmp_path_factory) -> Path:
+    """A tiny Flux.2 klein pipeline (Qwen-3 of the real depth, so its defaults apply), saved."""
+    from tiny_flux import build_flux2_klein_pipeline
+
+    def build(folder: Path):
+        return build_flux2_klein_pipeline(folder, default_text_layers=True)
+
+    return _saved(tmp_path_factory, "tiny-klein", build)

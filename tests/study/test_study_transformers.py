@@ -1,7 +1,7 @@
-"""The study on transformer backbones (tiny SD3 and Flux.1 folders): loading through the
-real loader, size rules and memory read from the folder before loading, ``study run`` end
-to end with the family recorded, kill and resume, Flux's guidance embedding, and the
-report with several backbones side by side."""
+"""The study on transformer backbones (tiny SD3, Flux.1 and Flux.2 klein folders): loading
+through the real loader, size rules and memory read from the folder before loading,
+``study run`` end to end with the family recorded, kill and resume, Flux's guidance
+embedding, and the report with several backbones side by side."""
 
 from __future__ import annotations
 
@@ -152,11 +152,15 @@ def test_transformer_memory_limit_refuses_before_loading(flux_model, tmp_path, c
 
 
 @pytest.fixture(scope="module")
-def backbone_runs(study_model, sd3_model, flux_model, tmp_path_factory) -> dict[str, Path]:
-    """Uninterrupted CLI runs of the same 4-prompt grid on the UNet, SD3 and Flux folders."""
+def backbone_runs(
+    study_model, sd3_model, flux_model, klein_model, tmp_path_factory
+) -> dict[str, Path]:
+    """Uninterrupted CLI runs of the same 4-prompt grid on the UNet, SD3, Flux.1 and
+    Flux.2 folders."""
     root = tmp_path_factory.mktemp("backbones")
     runs = {}
-    for name, model in (("sd", study_model), ("sd3", sd3_model), ("flux", flux_model)):
+    models = (("sd", study_model), ("sd3", sd3_model), ("flux", flux_model), ("flux2", klein_model))
+    for name, model in models:
         assert main(_run_args(model, root / name)) == 0
         runs[name] = root / name
     return runs
@@ -167,6 +171,7 @@ def backbone_runs(study_model, sd3_model, flux_model, tmp_path_factory) -> dict[
     [
         ("sd3", "sd3", "StableDiffusion3Pipeline", "clip", "joint"),
         ("flux", "flux", "FluxPipeline", "t5", "joint+single"),
+        ("flux2", "flux2", "Flux2KleinPipeline", "qwen", "joint+single"),
     ],
 )
 def test_study_run_on_transformers_records_the_family(
@@ -301,16 +306,16 @@ def test_report_puts_backbones_side_by_side(backbone_runs, tmp_path, capsys):
     pytest.importorskip("matplotlib")
     from brushwork.experiments.report import REPORT_FILES
 
-    folders = [backbone_runs[n] for n in ("sd", "sd3", "flux")]
+    folders = [backbone_runs[n] for n in ("sd", "sd3", "flux", "flux2")]
     out = tmp_path / "report"
     assert main(["study", "report", *map(str, folders), "-o", str(out), "-q"]) == 0
     assert sorted(p.name for p in out.iterdir()) == sorted(REPORT_FILES)
     assert all((out / f).stat().st_size > 0 for f in REPORT_FILES)
-    labels = ["sd (sd)", "sd3 (sd3)", "flux (flux)"]
+    labels = ["sd (sd)", "sd3 (sd3)", "flux (flux)", "flux2 (flux2)"]
     page = (out / "index.html").read_text()
     assert "Backbones side by side" in page and all(label in page for label in labels)
     assert page.count("data:image/png;base64,") == 5
-    assert {r["family"] for r in _csv(out / "summary.csv")} == {"sd", "sd3", "flux"}
+    assert {r["family"] for r in _csv(out / "summary.csv")} == {"sd", "sd3", "flux", "flux2"}
 
     runs = list(zip(labels, folders, strict=True))
     deltas = {label: _slice_deltas(f, "mean", "fixed", 0.4) for label, f in runs}

@@ -300,14 +300,12 @@ def _check_mode(args: argparse.Namespace) -> None:
 
 
 def _check_method(args: argparse.Namespace) -> None:
-    """ConceptAttention: a generation, ≥ 2 concepts, and none of the token-map options."""
+    """ConceptAttention: ≥ 2 concepts, and none of the token-map options."""
     from brushwork.diffusion.concept_attention import check_concepts
     from brushwork.errors import ConfigError
 
     if args.method != "concept":
         return
-    if args.image is not None:
-        raise ConfigError("--method concept maps a generation; for --image use cross-attention")
     check_concepts(args.words)
     for flag, value in (
         ("--text-stream", args.text_stream),
@@ -396,6 +394,17 @@ def _map_image(
     from brushwork.diffusion.pipelines import load_pipeline, user_errors
 
     pipe = load_pipeline(args.model, dtype=args.precision, device=args.device)
+    side = args.size[0] if args.size is not None else None
+    if args.method == "concept":
+        from brushwork.diffusion.concept_attention import ConceptSettings, concept_maps_of_image
+
+        concept = ConceptSettings(indices=settings.indices, keep_per_layer=settings.keep_per_layer)
+        with user_errors():
+            result = concept_maps_of_image(
+                pipe, image, args.words, caption=args.caption, timesteps=timesteps,
+                seed=args.seed, settings=concept, side=side,
+            )  # fmt: skip
+        return result, pipe
     with user_errors():
         result = maps_of_image(
             pipe,
@@ -408,7 +417,7 @@ def _map_image(
             rule=args.rule,
             occurrence=args.occurrence,
             stream=args.text_stream,
-            side=args.size[0] if args.size is not None else None,
+            side=side,
         )
     return result, pipe
 

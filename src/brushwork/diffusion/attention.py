@@ -454,15 +454,15 @@ class AttentionRecorder(ProcessorPatch):
             for first in range(0, heads, group):
                 part = slice(first, first + group)
                 probs = self._probabilities(
-                    queries[image, part],
+                    inputs.final_queries(queries[image, part]),
                     text_keys[image, part],
                     None if image_keys is None else image_keys[image, part],
                     inputs.scale,
                 )[..., :tokens]  # (g, S, T)
-                maps = probs.permute(0, 2, 1).reshape(-1, tokens, h, w)  # (g, T, h, w)
-                if at_grid:
-                    summed += maps.sum(dim=0)  # probabilities: nothing to clamp
+                if at_grid:  # probabilities: nothing to clamp, so sum the heads first
+                    summed += probs.sum(dim=0).T.reshape(tokens, h, w)
                     continue
+                maps = probs.permute(0, 2, 1).reshape(-1, tokens, h, w)  # (g, T, h, w)
                 if coarse_once:
                     buffers.coarse[layer.name][image, part] += maps
                 if coarse_once and not self.settings.keep_per_step:

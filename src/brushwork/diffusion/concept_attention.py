@@ -30,7 +30,10 @@ This follows the reference code's original Flux implementation
 Hooking is done only through attention processors (wrapped with
 :func:`~.attention.signature_mirroring_class`, restored on exit, also after an exception)
 and forward hooks that read, never change, what the model computes. Flux.1 only (Flux.2
-and SD3 are refused with a clear error; see docs/concept-attention.md).
+and SD3 are refused with a clear error; see docs/concept-attention.md). Maps of a
+generation: :func:`generate_with_concept_maps`; of an existing image:
+:func:`concept_maps_of_image` (the image noised and denoised as
+:func:`~.image_maps.maps_of_image` does).
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ __all__ = [
     "ConceptAttention",
     "ConceptSettings",
     "check_concepts",
+    "concept_maps_of_image",
     "concept_memory_bytes",
     "encode_concepts",
     "generate_with_concept_maps",
@@ -509,4 +513,80 @@ def generate_with_concept_maps(
     ]
     return AttendResult(
         images=images, prompts=per_image_prompts, maps=maps, token_maps=concept_maps, extra=extra
+    )
+
+
+def concept_maps_of_image(
+    pipe: Any,
+    image: Any,
+    concepts: Sequence[str],
+    *,
+    caption: str,
+    timesteps: Sequence[float] | None = None,
+    seed: int = 0,
+    settings: ConceptSettings | None = None,
+    side: int | None = None,
+) -> AttendResult:
+    """ConceptAttention maps of an existing image (the paper's setting for real images).
+
+    The image is encoded, noised and denoised once per timestep exactly as
+    :func:`~.image_maps.maps_of_image` does (its defaults: five mid-schedule timesteps,
+    one seeded noise); the concept stream runs beside each call and the map is the mean
+    over the chosen blocks and the timesteps. The paper maps real images with one call
+    at one noise level: pass one timestep for that.
+
+    Args:
+        pipe: a Flux.1 pipeline.
+        image: (3, H, W) or (1, 3, H, W) float tensor in [0, 1], or a PIL image.
+        concepts: ≥ 2 words or short phrases (open-set: they need not be in the caption).
+        caption: the prompt of the denoiser calls (what the image shows).
+        timesteps, seed, side: as for :func:`~.image_maps.maps_of_image`.
+        settings: blocks and kept layers (``steps`` index the timesteps).
+
+    Returns:
+        An :class:`~.pipelines.AttendResult` with ``images`` = the input (1, 3, H, W) and
+        one :class:`~.maps.WordMaps` of the concepts (maps (C, h, w), each pixel summing
+        to 1); ``extra``: ``"timesteps"``, ``"input_size"``, ``"steps_recorded"``,
+        ``"method": "concept"``, ``"blocks"`` and, when kept, ``"layer_maps"``.
+
+    Raises:
+        ImageError: ``image`` is not an image.
+        ConfigError: fewer than 2 concepts, an empty caption, bad timesteps, or a
+            pipeline that is not Flux.1 (all before any model runs).
+    """
+    from brushwork.diffusion.image_maps import (
+        _as_image,
+        _check_caption,
+        check_family,
+        denoise_noised,
+        plan,
+    )
+
+    check_family(pipe)
+    concept_list = check_concepts(concepts)
+    picture = _as_image(image)
+    _check_caption(caption)
+    size, chosen = plan(pipe, picture, timesteps, side)
+    with ConceptAttention(pipe, concept_list, settings) as concept:  # validates first
+        denoise_noised(pipe, picture, caption, size, chosen, seed)
+        concept_maps = concept.concept_maps().cpu()
+        extra: dict[str, Any] = {
+            "steps_recorded": concept.steps_recorded,
+            "timesteps": chosen,
+            "input_size": size,
+            "method": "concept",
+            "blocks": list(concept.indices),
+        }
+        if concept.settings.keep_per_layer:
+            extra["layer_maps"] = {k: v.cpu() for k, v in concept.layer_maps().items()}
+    image_size = (int(picture.shape[-2]), int(picture.shape[-1]))
+    maps = WordMaps(
+        prompt=caption,
+        words=list(concept_list),
+        positions=[[c] for c in range(len(concept_list))],
+        maps=concept_maps[0],
+        image_size=image_size,
+    )
+    return AttendResult(
+        images=picture[None], prompts=[caption], maps=[maps], token_maps=concept_maps, extra=extra
     )

@@ -7,7 +7,8 @@ generation:
 1. the image is resized to the model's size rule (keeping its aspect), encoded with the
    pipeline's VAE (the mean of the latent distribution) and scaled as the pipelines do:
    ``(latents − shift_factor) · scaling_factor`` (``shift_factor`` where the VAE config
-   has one: SD3, Flux);
+   has one: SD3, Flux); Flux.2 as ``Flux2Pipeline`` encodes its reference images (the
+   latent mode, 2×2-patchified, normalised by the VAE's batch-norm statistics);
 2. for each chosen timestep, independently, the clean latents are noised with one
    seeded noise ``ε`` (the same ``ε`` for every timestep, so a timestep's map does not
    depend on which other timesteps were chosen):
@@ -15,7 +16,7 @@ generation:
    - UNets (SD 1.x/2.x/XL): ``x_t = √ᾱ_t·x0 + √(1−ᾱ_t)·ε`` — ``DDPMScheduler.add_noise``
      built from the pipeline's own scheduler config (its betas), which is also the
      input an Euler-type scheduler's ``scale_model_input`` gives the UNet;
-   - flow matching (SD3/3.5, Flux): ``x_t = (1 − σ)·x0 + σ·ε`` with ``σ = t / 1000``;
+   - flow matching (SD3/3.5, Flux.1, Flux.2): ``x_t = (1 − σ)·x0 + σ·ε`` with ``σ = t / 1000``;
 
 3. the denoiser runs **once** per timestep on ``x_t`` with the caption's embeddings
    (``pipe.encode_prompt``, no classifier-free guidance) inside an
@@ -30,7 +31,8 @@ shifted: it is what the scheduler's ``timesteps`` hold).
 Default timesteps (:func:`default_timesteps`): five, evenly spread over the middle half
 of the schedule (noise fractions ``s`` = 0.25, 0.375, 0.5, 0.625, 0.75). UNets: ``t =
 s · 1000``. Flow models: ``s`` goes through the pipeline scheduler's own shift (SD3's
-``shift``, Flux's resolution-dependent ``mu``), exactly as ``pipe.scheduler.set_timesteps
+``shift``, Flux's resolution-dependent ``mu``, Flux.2's empirical ``mu`` for its default
+50 steps), exactly as ``pipe.scheduler.set_timesteps
 (sigmas=...)`` shifts a generation's schedule. Why the middle: DAAM sums maps over every
 step of a generation, but for an existing image the end points carry little: at high
 noise the latents hold almost none of the image's layout, at very low noise the text
@@ -57,20 +59,27 @@ from brushwork.errors import ConfigError, ImageError
 __all__ = [
     "DEFAULT_FRACTIONS",
     "FLOW_FAMILIES",
+    "check_family",
     "default_timesteps",
+    "denoise_noised",
     "input_size",
     "maps_of_image",
+    "plan",
     "size_multiple",
 ]
 
 #: Noise fractions of the default timesteps: the middle half of the schedule.
 DEFAULT_FRACTIONS = (0.25, 0.375, 0.5, 0.625, 0.75)
 #: Families trained with flow matching (x_t = (1 − σ)·x0 + σ·ε).
-FLOW_FAMILIES = ("sd3", "flux")
+FLOW_FAMILIES = ("sd3", "flux", "flux2")
 #: Timestep scale of the diffusers schedulers of every supported family.
 TRAIN_TIMESTEPS = 1000
 #: FluxPipeline's default guidance scale (the embedded guidance of guidance-distilled models).
 FLUX_GUIDANCE = 3.5
+#: Flux2Pipeline's default guidance scale (embedded in Flux.2-dev; klein has no embedding).
+FLUX2_GUIDANCE = 4.0
+#: Flux.2's default step count, which its empirical timestep shift depends on.
+FLUX2_STEPS = 50
 
 
 @dataclass
@@ -103,7 +112,7 @@ def size_multiple(pipe: Any) -> int:
     if family in ("sd", "sdxl"):
         return factor * 2 ** (len(pipe.unet.config.down_block_types) - 1)
     patch = int(getattr(pipe.transformer.config, "patch_size", 1) or 1)
-    return factor * patch * (2 if family == "flux" else 1)
+    return factor * patch * (2 if family in ("flux", "flux2") else 1)
 
 
 def _default_side(pipe: Any) -> int:
@@ -142,7 +151,12 @@ def default_timesteps(pipe: Any, latent_hw: tuple[int, int] | None = None) -> li
         return [float(round(s * TRAIN_TIMESTEPS)) for s in reversed(DEFAULT_FRACTIONS)]
     scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config)  # never the pipe's own
     kwargs: dict[str, Any] = {}
-    if scheduler.config.get("use_dynamic_shifting", False):
+    if family == "flux2" and scheduler.config.get("use_dynamic_shifting", False):
+        from diffusers.pipelines.flux2.pipeline_flux2 import compute_empirical_mu
+
+        h, w = latent_hw or (128, 128)  # the shift reads the packed sequence length
+        kwargs["mu"] = compute_empirical_mu((h // 2) * (w // 2), FLUX2_STEPS)
+    elif scheduler.config.get("use_dynamic_shifting", False):
         from diffusers.pipelines.flux.pipeline_flux import calculate_shift
 
         h, w = latent_hw or (128, 128)
@@ -209,6 +223,11 @@ def encode_image(pipe: Any, image: torch.Tensor, size: tuple[int, int]) -> torch
 
     vae = pipe.vae
     pixels = resize_to(image, *size)[None] * 2 - 1
+    if pipeline_family(pipe) == "flux2":
+        # Flux2Pipeline's own encoding: the latent mode, 2×2-patchified, then normalised
+        # by the VAE's batch-norm statistics: (1, 4·C, h/2, w/2).
+        pixels = pixels.to(device=vae.device, dtype=vae.dtype)
+        return pipe._encode_vae_image(pixels, generator=None)
     # SDXL's VAE overflows in fp16 (force_upcast): encode in fp32, as the img2img pipelines do.
     upcast = vae.dtype == torch.float16 and bool(getattr(vae.config, "force_upcast", False))
     dtype = torch.float32 if upcast else vae.dtype
@@ -330,6 +349,33 @@ def _call_flux(pipe: Any, x: torch.Tensor, t: float, c: _Conditioning) -> None:
     )
 
 
+def _encode_flux2(
+    pipe: Any, caption: str, device: Any, latent_hw: tuple[int, int]
+) -> _Conditioning:
+    """Flux2Pipeline / Flux2KleinPipeline: chat-formatted prompt, stacked hidden layers."""
+    embeds, text_ids = pipe.encode_prompt(prompt=caption, device=device, num_images_per_prompt=1)
+    return _Conditioning("flux2", embeds, text_ids=text_ids, latent_hw=latent_hw)
+
+
+def _call_flux2(pipe: Any, x: torch.Tensor, t: float, c: _Conditioning) -> None:
+    """Flux.2: patchified latents flattened to tokens, 4-axis ids, timestep ``σ``."""
+    packed = pipe._pack_latents(x)  # (1, C, h, w) -> (1, h·w, C)
+    img_ids = pipe._prepare_latent_ids(x).to(x.device)
+    guidance = None
+    if pipe.transformer.config.guidance_embeds:
+        guidance = torch.full((1,), FLUX2_GUIDANCE, device=x.device, dtype=torch.float32)
+    timestep = torch.full((1,), t, device=x.device, dtype=x.dtype)
+    pipe.transformer(
+        hidden_states=packed,
+        timestep=timestep / TRAIN_TIMESTEPS,
+        guidance=guidance,
+        encoder_hidden_states=c.embeds,
+        txt_ids=c.text_ids,
+        img_ids=img_ids,
+        return_dict=False,
+    )
+
+
 Encode = Callable[[Any, str, Any, tuple[int, int]], _Conditioning]
 Call = Callable[[Any, torch.Tensor, float, _Conditioning], None]
 
@@ -339,7 +385,71 @@ FAMILY_CALLS: dict[str, tuple[Encode, Call]] = {
     "sdxl": (_encode_sdxl, _call_sdxl),
     "sd3": (_encode_sd3, _call_sd3),
     "flux": (_encode_flux, _call_flux),
+    "flux2": (_encode_flux2, _call_flux2),
 }
+
+
+# --------------------------------------------------------------------------- the calls
+
+
+def check_family(pipe: Any) -> str:
+    """The pipeline's family, refused when its denoiser call is not known here."""
+    family = pipeline_family(pipe)
+    if family not in FAMILY_CALLS:
+        raise ConfigError(
+            f"maps of an existing image are not supported for the {family} family yet "
+            f"(supported: {', '.join(FAMILY_CALLS)})"
+        )
+    return family
+
+
+def _check_caption(caption: Any) -> None:
+    if not isinstance(caption, str) or not caption.strip():
+        raise ConfigError("the caption is empty: give the text the words are looked up in")
+
+
+def plan(
+    pipe: Any, picture: torch.Tensor, timesteps: Sequence[float] | None, side: int | None
+) -> tuple[tuple[int, int], list[float]]:
+    """The model input size ``(h, w)`` of ``picture`` (3, H, W) and the checked timesteps."""
+    if side is not None and side < 1:
+        raise ConfigError(f"the input side must be ≥ 1 pixel, got {side}")
+    size = input_size(pipe, tuple(picture.shape[-2:]), side)
+    factor = vae_factor(pipe)
+    latent_hw = (size[0] // factor, size[1] // factor)
+    if timesteps is None:
+        return size, default_timesteps(pipe, latent_hw)
+    return size, _check_timesteps(timesteps, pipeline_family(pipe))
+
+
+@torch.no_grad()
+def denoise_noised(
+    pipe: Any,
+    picture: torch.Tensor,
+    caption: str,
+    size: tuple[int, int],
+    timesteps: Sequence[float],
+    seed: int,
+) -> None:
+    """One denoiser call per timestep on ``picture`` encoded at ``size`` and noised.
+
+    What the calls compute is read by whatever hooks the caller installed (the attention
+    recorder, ConceptAttention); the predictions themselves are not needed.
+    """
+    from brushwork.diffusion.backbones import denoiser_of
+
+    family = check_family(pipe)
+    encode, call = FAMILY_CALLS[family]
+    denoiser = denoiser_of(pipe)
+    device, dtype = denoiser.device, denoiser.dtype
+    factor = vae_factor(pipe)
+    latent_hw = (size[0] // factor, size[1] // factor)
+    clean = encode_image(pipe, picture, size).to(device=device, dtype=torch.float32)
+    noise = torch.randn(clean.shape, generator=torch.Generator("cpu").manual_seed(seed))
+    noise = noise.to(device)
+    conditioning = encode(pipe, caption, device, latent_hw)
+    for t in timesteps:
+        call(pipe, noised(clean, noise, t, pipe, family).to(dtype), t, conditioning)
 
 
 # --------------------------------------------------------------------------- maps
@@ -362,7 +472,7 @@ def maps_of_image(
     """Word maps of an existing image (see the module docstring for the method).
 
     Args:
-        pipe: a diffusers SD 1.x/2.x/XL, SD3/3.5 or Flux.1 pipeline.
+        pipe: a diffusers SD 1.x/2.x/XL, SD3/3.5, Flux.1 or Flux.2 (dev, klein) pipeline.
         image: (3, H, W) or (1, 3, H, W) float tensor in [0, 1], or a PIL image.
         caption: the text the maps' words are looked up in (what the image shows).
         words: words or phrases of the caption.
@@ -386,60 +496,33 @@ def maps_of_image(
         WordNotFoundError: a word is not in the caption (before any model runs).
         ConfigError: bad timesteps, stream, settings, or an unsupported pipeline.
     """
-    family = pipeline_family(pipe)
-    if family not in FAMILY_CALLS:
-        raise ConfigError(
-            f"maps of an existing image are not supported for the {family} family yet "
-            f"(supported: {', '.join(FAMILY_CALLS)})"
-        )
+    check_family(pipe)
     picture = _as_image(image)
-    if not isinstance(caption, str) or not caption.strip():
-        raise ConfigError("the caption is empty: give the text the words are looked up in")
+    _check_caption(caption)
     if isinstance(words, str) or not words:
         raise ConfigError("give the words as a non-empty list of words")
     text = text_stream(pipe, stream)
     tokens = prompt_tokens(text.tokenizer, caption, stream=text)
     for word in words:  # before any model runs
         word_positions(text.tokenizer, tokens, word, occurrence=occurrence, rule=rule)
-    if side is not None and side < 1:
-        raise ConfigError(f"the input side must be ≥ 1 pixel, got {side}")
-    size = input_size(pipe, tuple(picture.shape[-2:]), side)
-    factor = vae_factor(pipe)
-    latent_hw = (size[0] // factor, size[1] // factor)
-    chosen = (
-        default_timesteps(pipe, latent_hw)
-        if timesteps is None
-        else _check_timesteps(timesteps, family)
-    )
+    size, chosen = plan(pipe, picture, timesteps, side)
     settings = settings or RecordingSettings()
     if settings.max_tokens is None:
         settings = RecordingSettings(**{**settings.__dict__, "max_tokens": tokens.end})
     recorder = AttentionRecorder(pipe, settings, guidance=False)  # validates before work
 
-    encode, call = FAMILY_CALLS[family]
-    from brushwork.diffusion.backbones import denoiser_of
-
-    denoiser = denoiser_of(pipe)
-    device, dtype = denoiser.device, denoiser.dtype
-    with torch.no_grad():
-        clean = encode_image(pipe, picture, size).to(device=device, dtype=torch.float32)
-        noise = torch.randn(clean.shape, generator=torch.Generator("cpu").manual_seed(seed))
-        noise = noise.to(device)
-        conditioning = encode(pipe, caption, device, latent_hw)
-        with recorder:
-            for t in chosen:
-                x = noised(clean, noise, t, pipe, family).to(dtype)
-                call(pipe, x, t, conditioning)
-            token_maps = recorder.token_maps().cpu()
-            extra: dict[str, Any] = {
-                "steps_recorded": recorder.steps_recorded,
-                "timesteps": chosen,
-                "input_size": size,
-            }
-            if settings.keep_per_layer:
-                extra["layer_maps"] = {k: v.cpu() for k, v in recorder.layer_maps().items()}
-            if settings.keep_per_step:
-                extra["step_maps"] = recorder.step_maps().cpu()
+    with recorder:
+        denoise_noised(pipe, picture, caption, size, chosen, seed)
+        token_maps = recorder.token_maps().cpu()
+        extra: dict[str, Any] = {
+            "steps_recorded": recorder.steps_recorded,
+            "timesteps": chosen,
+            "input_size": size,
+        }
+        if settings.keep_per_layer:
+            extra["layer_maps"] = {k: v.cpu() for k, v in recorder.layer_maps().items()}
+        if settings.keep_per_step:
+            extra["step_maps"] = recorder.step_maps().cpu()
     image_size = (int(picture.shape[-2]), int(picture.shape[-1]))
     maps = word_maps(
         token_maps[0],

@@ -293,13 +293,16 @@ def _plot_backbones(records: list[dict[str, Any]], labels: list[str], options: R
     )
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     x = [r["threshold"] for r in records]
+    # One colour per run in both panels: a difference has its later run's colour.
+    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colour = {label: cycle[i % len(cycle)] for i, label in enumerate(labels)}
     for label in labels:
         y = [r[f"delta[{label}]"] for r in records]
         err = [
             [r[f"delta[{label}]"] - r[f"delta_low[{label}]"] for r in records],
             [r[f"delta_high[{label}]"] - r[f"delta[{label}]"] for r in records],
         ]
-        left.errorbar(x, y, yerr=err, marker="o", capsize=3, label=label)
+        left.errorbar(x, y, yerr=err, marker="o", capsize=3, label=label, color=colour[label])
     for label in labels[1:]:
         key = f"{label} - {labels[0]}"
         y = [r[f"diff[{key}]"] for r in records]
@@ -307,7 +310,7 @@ def _plot_backbones(records: list[dict[str, Any]], labels: list[str], options: R
             [r[f"diff[{key}]"] - r[f"diff_low[{key}]"] for r in records],
             [r[f"diff_high[{key}]"] - r[f"diff[{key}]"] for r in records],
         ]
-        right.errorbar(x, y, yerr=err, marker="o", capsize=3, label=key)
+        right.errorbar(x, y, yerr=err, marker="o", capsize=3, label=key, color=colour[label])
     for axis in (left, right):
         axis.axhline(0, color="grey", linewidth=0.8)
         axis.set_xlabel(f"threshold ({options.mode})")

@@ -63,6 +63,10 @@ class AttentionInputs:
             (the "joint" normalisation needs them); ``None`` for cross-attention.
         scale: the softmax scale (usually ``head_dim ** -0.5``).
         map_shape: ``(h, w)`` of the layer's image tokens.
+        query_rotation: ``(image tokens, head_dim / 2)`` complex rotary embedding still
+            to apply to ``queries`` (see :mod:`.rotary`), or ``None`` when ``queries``
+            are final. The recorder applies it a few heads at a time, in float32, so
+            the rotated queries of the whole batch never exist at once.
     """
 
     queries: torch.Tensor
@@ -70,6 +74,15 @@ class AttentionInputs:
     image_keys: torch.Tensor | None
     scale: float
     map_shape: tuple[int, int]
+    query_rotation: torch.Tensor | None = None
+
+    def final_queries(self, queries: torch.Tensor) -> torch.Tensor:
+        """``queries`` (a slice of :attr:`queries`, ``(..., S, d)``) rotated if needed."""
+        if self.query_rotation is None:
+            return queries
+        from brushwork.diffusion.backbones.rotary import rotate
+
+        return rotate(queries, self.query_rotation)
 
 
 class Backbone:

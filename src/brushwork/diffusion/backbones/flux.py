@@ -98,6 +98,7 @@ class FluxBackbone(Backbone):
         self._image_tokens: int | None = None
         self._ids: tuple[torch.Tensor, torch.Tensor] | None = None
         self._rotary: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._turn: tuple[torch.Tensor | None] | None = None  # cached per call
         self._previous_latents: weakref.ref | None = None
         #: True while the transformer runs a second time on the same latents (true CFG's
         #: negative prompt): that call is not recorded.
@@ -162,6 +163,7 @@ class FluxBackbone(Backbone):
             img_ids[0] if img_ids.ndim == 3 else img_ids,
         )
         self._rotary = None
+        self._turn = None
         return not self.repeat_call
 
     def guidance_in_batch(self, pipe: Any) -> bool | None:
@@ -199,41 +201,69 @@ class FluxBackbone(Backbone):
             raise RuntimeError("the Flux text length is unknown (no transformer call seen)")
         if not set(self.projections(attn)) <= set(captured):
             raise self.unsupported(layer, attn.processor, "did not call the projections hooked")
-        queries, keys = self.queries_and_keys(attn, captured, text_length)
+        queries, keys = self.queries_and_keys(
+            attn, captured, text_length, image_keys=self.need_image_keys
+        )
+        queries = queries[:, : self._image_tokens]  # the generated image only
         cos, sin = self.rotary(call)
-        image_rotary = (cos[text_length:], sin[text_length:])
-        # RoPE is per position, so rotating the image queries alone with their part of
-        # (cos, sin) equals the processor's rotation of the whole sequence.
-        queries = apply_rotary_emb(queries, image_rotary, sequence_dim=1)
-        if not self.need_image_keys:  # "text" normalisation: rotate the text keys only
-            keys, cos, sin = keys[:, :text_length], cos[:text_length], sin[:text_length]
-        keys = apply_rotary_emb(keys, (cos, sin), sequence_dim=1)
-        queries = queries.transpose(1, 2)[:, :, : self._image_tokens]  # generated image only
-        keys = keys.transpose(1, 2)  # (B, H, T + S_img, d), or (B, H, T, d)
+        image_positions = slice(text_length, text_length + queries.shape[1])
+        # RoPE is per position: the image queries alone with their rows of (cos, sin)
+        # equal the processor's rotation of the whole sequence. The rotation is left
+        # to the recorder's loop (a few heads at a time) when it is a complex multiply.
+        turn = self._query_turn(cos[image_positions], sin[image_positions])
+        if turn is None:
+            queries = apply_rotary_emb(
+                queries, (cos[image_positions], sin[image_positions]), sequence_dim=1
+            )
+        if not self.need_image_keys:  # "text" normalisation: the text keys only
+            cos, sin = cos[:text_length], sin[:text_length]
+        keys = apply_rotary_emb(keys, (cos, sin), sequence_dim=1).transpose(1, 2)
         return AttentionInputs(
-            queries=queries,
+            queries=queries.transpose(1, 2),  # (B, H, S_img, d)
             text_keys=keys[:, :, :text_length],
             image_keys=keys[:, :, text_length:] if self.need_image_keys else None,
             scale=float(attn.head_dim) ** -0.5,
             map_shape=self.grid,
+            query_rotation=turn,
         )
 
-    def queries_and_keys(
-        self, attn: Any, captured: dict[str, torch.Tensor], text_length: int
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """QK-normed image queries ``(B, S_img, H, d)`` and keys ``(B, T + S_img, H, d)``.
+    def _query_turn(self, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor | None:
+        """The image queries' complex rotation, computed once per transformer call.
 
-        Before RoPE, split into heads as the processor does (``unflatten(-1, (-1, d))``).
+        Every layer of one call gets the same positions and the same rotary tables.
+        """
+        from brushwork.diffusion.backbones.rotary import rotation
+
+        if self._turn is None:
+            self._turn = (rotation(cos, sin),)
+        return self._turn[0]
+
+    def queries_and_keys(
+        self,
+        attn: Any,
+        captured: dict[str, torch.Tensor],
+        text_length: int,
+        *,
+        image_keys: bool = True,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """QK-normed image queries ``(B, S_img, H, d)`` and keys, before RoPE.
+
+        The keys are ``(B, T + S_img, H, d)``, or ``(B, T, H, d)`` (the text keys only)
+        with ``image_keys=False``. Split into heads as the processor does
+        (``unflatten(-1, (-1, d))``); the norms work per token, so normalising a slice
+        equals slicing the normalised sequence.
         """
 
         def heads(projected: torch.Tensor) -> torch.Tensor:  # (B, S, H·d) -> (B, S, H, d)
             return projected.unflatten(-1, (-1, attn.head_dim))
 
         queries = heads(captured["q"])
-        keys = attn.norm_k(heads(captured["k"]))
         if "text_k" in captured:  # double-stream: [text; image] concatenated here
-            text_keys = attn.norm_added_k(heads(captured["text_k"]))
-            keys = torch.cat([text_keys, keys], dim=1)
+            keys = attn.norm_added_k(heads(captured["text_k"]))
+            if image_keys:
+                keys = torch.cat([keys, attn.norm_k(heads(captured["k"]))], dim=1)
         else:  # single-stream: the projections already saw [text; image]
             queries = queries[:, text_length:]
+            keys = heads(captured["k"])
+            keys = attn.norm_k(keys if image_keys else keys[:, :text_length])
         return attn.norm_q(queries), keys

@@ -113,15 +113,20 @@ class Flux2Backbone(FluxBackbone):
         return self._rotary
 
     def queries_and_keys(
-        self, attn: Any, captured: dict[str, torch.Tensor], text_length: int
+        self,
+        attn: Any,
+        captured: dict[str, torch.Tensor],
+        text_length: int,
+        *,
+        image_keys: bool = True,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         if "qkv_mlp" not in captured:
-            return super().queries_and_keys(attn, captured, text_length)
+            return super().queries_and_keys(attn, captured, text_length, image_keys=image_keys)
         projected = captured["qkv_mlp"]  # (B, T + S_img, 3·H·d + MLP)
         qkv_dim = 3 * attn.inner_dim
         mlp_dim = attn.mlp_hidden_dim * attn.mlp_mult_factor
         local_qkv = projected.shape[-1] * qkv_dim // (qkv_dim + mlp_dim)
         query, key, _value = projected[..., :local_qkv].chunk(3, dim=-1)
         queries = query[:, text_length:].unflatten(-1, (-1, attn.head_dim))
-        keys = key.unflatten(-1, (-1, attn.head_dim))
-        return attn.norm_q(queries), attn.norm_k(keys)
+        keys = key if image_keys else key[:, :text_length]
+        return attn.norm_q(queries), attn.norm_k(keys.unflatten(-1, (-1, attn.head_dim)))
