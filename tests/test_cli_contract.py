@@ -107,13 +107,15 @@ DEFAULT_MAY_DIFFER = {"--seed", "--output", "-o", "--precision"}
 #: (command, flag) whose value is deliberately of another form, documented in docs/cli.md:
 #: evaluate's --style names ONE file or folder of the reference set, paired by name.
 OTHER_FORM = {("evaluate", "--style")}
-SIZED_COMMANDS = ["demo", "transfer", "stylize", "video", "attend", "edit", "generate", "study run"]
+SIZED_COMMANDS = ["demo", "transfer", "stylize", "video", "attend", "edit", "generate", "study run",
+                  "lora train"]  # fmt: skip
 #: Commands that do work and must offer these flags.
 MUST_HAVE = {
-    "-q": [c for c in COMMANDS if c not in ("weights list", "weights path", "study status")],
+    "-q": [c for c in COMMANDS
+           if c not in ("weights list", "weights path", "study status", "lora info")],
     "--device": [
         "demo", "transfer", "stylize", "video", "train johnson", "train adain", "train wct",
-        "attend", "edit", "generate", "study run", "evaluate",
+        "attend", "edit", "generate", "study run", "evaluate", "lora train",
     ],
     "--precision": SIZED_COMMANDS,
     "--memory-limit": SIZED_COMMANDS,
@@ -247,14 +249,16 @@ BASE = {
     "--device cpu -q",
     "study run": "study run --model {pipeline} --contents cat --styles Cubism --templates 1 "
     "--steps 1 --size 32 -o {out}/run --device cpu -q",
+    "lora train": "lora train --images {folder} --trigger 'in sks style' --model {pipeline} "
+    "--rank 2 --steps 1 --size 32 -o {out}/l.safetensors --device cpu -q",
 }
 
 # Which flag is the command's count, and which input is its main file.
 COUNT = {"demo": "--steps", "transfer": "--steps", "train johnson": "--steps", "attend": "--steps",
          "edit": "--iterations", "generate": "--steps", "study run": "--steps",
-         "evaluate": "--batch-size", "video": "--steps"}  # fmt: skip
+         "evaluate": "--batch-size", "video": "--steps", "lora train": "--steps"}  # fmt: skip
 MAIN_INPUT = {"transfer": "{content}", "stylize": "{content}", "video": "{video}",
-              "export": "{johnson}", "edit": "{content}"}  # fmt: skip
+              "export": "{johnson}", "edit": "{content}", "lora train": "{folder}"}  # fmt: skip
 SIZED = SIZED_COMMANDS
 GENERATING = ["attend", "generate", "study run"]
 
@@ -274,7 +278,7 @@ def _cases() -> list[Case]:
             main_input = MAIN_INPUT[command]
             for bad, name in [("nonexistent", "{missing}"), ("not-an-image", "{not_image}"),
                               ("folder", "{a_folder}")]:  # fmt: skip
-                if command in ("stylize", "video") and bad == "folder":
+                if command in ("stylize", "video", "lora train") and bad == "folder":
                     continue  # a folder of images (of frames) is a documented input
                 cases.append(Case(command, f"input {bad}", base.replace(main_input, name, 1)))
         if "--style {style}" in base:
@@ -319,10 +323,40 @@ def _cases() -> list[Case]:
         ("ControlNet not cached (offline)", cn),
     ]:
         cases.append(Case("stylize", f"controlnet: {bad}", argv))
+    sa = ("generate 'a cat' 'a dog' --style-aligned --model {pipeline} --steps 1 --size 32 "
+          "-o {out}/set --device cpu -q")  # fmt: skip
+    long_prompt = "'" + "word " * 80 + "'"
+    for bad, argv in [
+        ("two prompts without --style-aligned", BASE["generate"].replace("'a cat'", "'a' 'b'")),
+        ("-o a file", sa.replace("{out}/set", "{out}/set.png")),
+        ("--reference not an image", f"{sa} --reference {{not_image}} --reference-prompt 'a'"),
+        ("--reference without --reference-prompt", f"{sa} --reference {{content}}"),
+        ("with --style", f"{sa} --style {{style}}"),
+        ("--shared-score-scale -1", f"{sa} --shared-score-scale -1"),
+        ("a prompt past the token limit", sa.replace("'a dog'", long_prompt)),
+        ("read-only output", sa.replace("{out}", "{readonly}")),
+    ]:
+        cases.append(Case("generate", f"style-aligned: {bad}", argv))
     cases.append(Case("weights download", "unknown name", "weights download nosuchnet"))
     cases.append(Case("weights download", "unknown bundle", "weights download --bundle nope"))
     cases.append(Case("study status", "nonexistent run", "study status {missing}"))
     cases.append(Case("study report", "nonexistent run", "study report {missing} -o {out}/rep"))
+    lora = BASE["lora train"]
+    cases.append(Case("lora train", "--rank 0", _with(lora, "--rank", "0")))
+    cases.append(Case("lora train", "--b-lora on SD 1.x", f"{lora} --b-lora style"))
+    cases.append(Case("lora train", "--resume nonexistent", f"{lora} --resume {{missing}}"))
+    cases.append(
+        Case("lora train", "output not .safetensors", lora.replace("l.safetensors", "l.png"))
+    )
+    cases.append(
+        Case("lora train", "no trigger, no captions", lora.replace("--trigger 'in sks style' ", ""))
+    )
+    cases.append(Case("lora train", "--sample-steps past the end", f"{lora} --sample-steps 5"))
+    generate = BASE["generate"]
+    cases.append(Case("generate", "--lora nonexistent", f"{generate} --lora {{missing}}:0.5"))
+    cases.append(Case("generate", "--lora not safetensors", f"{generate} --lora {{not_image}}"))
+    cases.append(Case("lora info", "nonexistent file", "lora info {missing}"))
+    cases.append(Case("lora info", "not safetensors", "lora info {not_image}"))
     return cases
 
 

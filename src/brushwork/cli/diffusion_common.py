@@ -142,12 +142,16 @@ def check_run_memory(
 def load_checked_pipeline(
     args: argparse.Namespace, model: str, height: int | None, width: int | None, flag: str
 ) -> Any:
-    """Load the pipeline, then check the sizes against its own rule."""
+    """Load the pipeline, then check the sizes against its own rule; ``--lora`` files (if
+    the command has the flag) are read before and loaded after."""
+    from brushwork.cli.lora import read_lora_flags, use_loras
     from brushwork.diffusion.pipelines import load_pipeline
     from brushwork.diffusion.sizes import check_model_sides
 
+    loras = read_lora_flags(args)
     pipe = load_pipeline(model, dtype=args.precision, device=args.device)
     check_model_sides(pipe, height, width, flag)
+    use_loras(args, pipe, loras)
     return pipe
 
 

@@ -35,6 +35,7 @@ SUBCOMMANDS: dict[str, str] = {
     "edit": "brushwork.cli.edit",
     "generate": "brushwork.cli.generate",
     "study": "brushwork.cli.study",
+    "lora": "brushwork.cli.lora",
 }
 
 

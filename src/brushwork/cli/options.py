@@ -38,6 +38,7 @@ __all__ = [
     "HelpFormatter",
     "add_deprecated",
     "add_device",
+    "add_lora",
     "add_memory_limit",
     "add_model",
     "add_output",
@@ -53,6 +54,7 @@ __all__ = [
     "count",
     "device_name",
     "fraction",
+    "lora_spec",
     "non_negative_float",
     "parse_size",
     "positive_float",
@@ -440,6 +442,54 @@ def add_model(
         default=default,
         metavar="ID|FOLDER",
         help=f"{what} (default: {default})" if default else what,
+    )
+
+
+#: What ``@PART`` after a ``--lora`` file may name: one block of a B-LoRA.
+LORA_PARTS = ("style", "content")
+
+
+def lora_spec(text: str) -> tuple[str, float, str | None]:
+    """argparse type of ``--lora``: ``FILE[:SCALE][@style|@content]`` -> (file, scale, part).
+
+    The scale is the text after the last ``:`` when it is a number (default 1).
+    """
+    spec, part = str(text).strip(), None
+    head, at, tail = spec.rpartition("@")
+    if at and tail in LORA_PARTS:
+        spec, part = head, tail
+    path, colon, scale_text = spec.rpartition(":")
+    scale = 1.0
+    if colon and path:
+        try:
+            scale = _number(scale_text)
+        except argparse.ArgumentTypeError:
+            path, scale = spec, 1.0
+    else:
+        path = spec
+    if not path:
+        raise argparse.ArgumentTypeError(f"expected FILE[:SCALE], got '{text}'")
+    return path, scale, part
+
+
+def add_lora(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``--lora FILE[:SCALE]`` (repeatable) and ``--fuse-lora``.
+
+    ``args.lora``: a list of (file, scale, part) or ``None``.
+    """
+    parser.add_argument(
+        "--lora",
+        type=lora_spec,
+        action="append",
+        default=None,
+        metavar="FILE[:SCALE]",
+        help="apply a LoRA (.safetensors) at SCALE (default 1); repeat to combine several; "
+        "FILE@style or FILE:0.8@content applies one block of a B-LoRA",
+    )
+    parser.add_argument(
+        "--fuse-lora",
+        action="store_true",
+        help="merge the LoRA weights into the model for the run (faster steps)",
     )
 
 
