@@ -195,3 +195,36 @@ def test_reference_photo_through_inversion(family, sd_pipe, sdxl_pipe):
     assert (other.images - result.images).abs().max() > 1e-4
     with pytest.raises(ConfigError, match="offset"):
         style_aligned_from_image(pipe, photo, "a cat", ["a dog"], steps=3, offset=3)
+
+
+def test_cli_end_to_end_on_a_saved_tiny_pipeline(tmp_path, sd_pipe, capsys):
+    from brushwork.cli.main import main
+    from brushwork.image import load_image, save_image
+
+    model = tmp_path / "sd"
+    sd_pipe.save_pretrained(model)
+    common = ["--model", str(model), "--steps", "2", "--size", "32", "--seed", "3",
+              "--device", "cpu", "-q"]  # fmt: skip
+    out = tmp_path / "set"
+    assert main(["generate", "a cat", "a dog", "--style-aligned", *common, "--sheet",
+                 "-o", str(out)]) == 0  # fmt: skip
+    assert sorted(p.name for p in out.iterdir()) == ["00-a-cat.png", "01-a-dog.png", "sheet.png"]
+    assert main(["generate", "a cat", *common, "-o", str(tmp_path / "cat.png")]) == 0
+    first, plain = load_image(out / "00-a-cat.png"), load_image(tmp_path / "cat.png")
+    assert (first - plain).abs().max() <= 1.5 / 255  # the reference is plain generation
+    photo = tmp_path / "photo.png"
+    save_image(torch.rand(3, 36, 30, generator=torch.Generator().manual_seed(1)), photo)
+    ref_out = tmp_path / "ref"
+    args = ["generate", "a dog", "--style-aligned", "--reference", str(photo),
+            "--reference-prompt", "a cat painting", *common, "-o", str(ref_out)]  # fmt: skip
+    assert main(args) == 0
+    assert [p.name for p in ref_out.iterdir()] == ["00-a-dog.png"]
+    reference_only = ["--style-aligned", "--reference", str(photo)]
+    for bad, message in [
+        (["generate", "a cat", "a dog", *common, "-o", str(tmp_path / "x.png")], "--style-aligned"),
+        (["generate", "a cat", *reference_only, *common, "-o", str(tmp_path / "y")], "-prompt"),
+        (["generate", "a cat", "--style-aligned", *common, "-o", str(tmp_path / "z.png")], "fold"),
+    ]:
+        assert main(bad) == 1
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "y").exists() and not (tmp_path / "x.png").exists()

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from brushwork.cli import options
+from brushwork.cli import generate_style_aligned, options
 
 SD_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 SDXL_MODEL = "stabilityai/stable-diffusion-xl-base-1.0"
@@ -36,6 +36,9 @@ style image | result.
 Models are downloaded from the Hugging Face Hub on first use ({SD_MODEL} by default);
 offline, pass local folders written by save_pretrained (--model, --clip-model,
 --ip-adapter).
+
+--lora FILE[:SCALE] applies a LoRA (brushwork lora train, diffusers or kohya layout);
+repeat it to combine several; a LoRA of another base model is refused before generating.
 """
 
 
@@ -59,9 +62,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         description="Generate an image with Stable Diffusion: plain, with saliency-guided "
         "latent optimisation (SGOOL), or in the style of a reference image "
         "(IP-Adapter / InstantStyle).",
-        epilog=EPILOG,
+        epilog=EPILOG + generate_style_aligned.EPILOG,
     )
-    p.add_argument("prompt", help="the prompt")
+    p.add_argument("prompt", nargs="+", help="the prompt (several with --style-aligned)")
     options.add_output(p)
 
     g = p.add_argument_group("generation")
@@ -75,6 +78,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     add_generated_size(g)
     options.add_seed(g)
     add_device_precision(g)
+    options.add_lora(g)
 
     s = p.add_argument_group("saliency-guided optimisation (SGOOL)")
     s.add_argument("--saliency-guided", action="store_true", help="optimise the latent")
@@ -134,6 +138,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "--ip-adapter-subfolder", default=None, help="default: sdxl_models (SDXL) / models"
     )
     r.add_argument("--ip-adapter-weight", default=None, help="weight file name")
+    generate_style_aligned.add_arguments(p)
     p.add_argument("--sheet", action="store_true", help="also save a side-by-side sheet")
     options.add_quiet(p)
     return p
@@ -154,6 +159,9 @@ def _check_finite(image: Any) -> None:
 def _check_combination(args: argparse.Namespace) -> None:
     from brushwork.errors import ConfigError
 
+    if len(args.prompt) > 1:
+        raise ConfigError(f"{len(args.prompt)} prompts given: several prompts need --style-aligned")
+    args.prompt = args.prompt[0]
     if args.style and len(args.style) > 1:
         raise ConfigError(f"--style takes one reference image here, got {len(args.style)}")
     if args.style:
@@ -181,6 +189,8 @@ def run(args: argparse.Namespace) -> int:
     from brushwork.diffusion.pipelines import generate_image
     from brushwork.image import check_output_path, load_image, save_image
 
+    if generate_style_aligned.wanted(args):
+        return generate_style_aligned.run(args)
     _check_combination(args)
     height, width, flag = generated_sides(args)
     steps = args.steps or (30 if args.style else 50)

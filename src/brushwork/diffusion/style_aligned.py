@@ -519,7 +519,7 @@ def style_aligned_from_image(
     steps: int = 50,
     guidance_scale: float = 10.0,
     inversion_guidance: float = 2.0,
-    offset: int = 5,
+    offset: int | None = None,
     seed: int = 0,
     negative_prompt: str | None = None,
     callback: Callable[[int, int], None] | None = None,
@@ -531,9 +531,9 @@ def style_aligned_from_image(
     ``[reference_prompt, *prompts]`` and, at every step, the reference row's latent is
     set to the inverted trajectory, so the others share attention with the photo's.
     As the authors' notebook, the reference starts ``offset`` steps down its
-    trajectory (5 of 50) and stays there until step ``offset``: its features are then
-    less noisy than the step's timestep, which the authors chose for fidelity (0 gives
-    the consistent trajectory).
+    trajectory (default: a tenth of the steps, their 5 of 50) and stays there until step
+    ``offset``: its features are then less noisy than the step's timestep, which the
+    authors chose for fidelity (0 gives the consistent trajectory).
 
     Args:
         image: (3, H, W) in [0, 1]; resized to the pipeline's size rule by the caller
@@ -553,6 +553,8 @@ def style_aligned_from_image(
     _check_prompts(pipe, [reference_prompt])
     settings = settings or StyleAlignedSettings.for_reference_image()
     settings.validate()
+    if offset is None:
+        offset = min(round(steps / 10), steps - 1)
     if not 0 <= offset < steps:
         raise ConfigError(f"offset must be in [0, {steps - 1}] for {steps} steps, got {offset}")
     if image.ndim != 3 or image.shape[0] != 3:
