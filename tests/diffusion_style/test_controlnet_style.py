@@ -214,3 +214,15 @@ def test_cli_end_to_end_on_a_saved_tiny_pipeline(tmp_path, capsys):
     bad = [*args, "--style-only"]  # InstantStyle's blocks need SDXL
     assert main(bad) == 1
     assert "preset targets SDXL" in capsys.readouterr().err
+
+
+def test_style_aligned_runs_inside_a_controlnet_pipeline(sd_parts):
+    from brushwork.diffusion.style_aligned import generate_style_aligned
+
+    _, control_pipe = sd_parts
+    hint = canny_map(square())[None]
+    kwargs = dict(steps=2, height=SIZE, width=SIZE, seed=1, guidance_scale=5.0)
+    result = generate_style_aligned(control_pipe, ["a cat", "a dog"], image=hint, **kwargs)
+    alone = generate_style_aligned(control_pipe, ["a cat"], image=hint, **kwargs)
+    assert result.images.shape == (2, 3, SIZE, SIZE)
+    torch.testing.assert_close(result.images[0], alone.images[0], atol=1e-4, rtol=0)
