@@ -323,6 +323,21 @@ def _cases() -> list[Case]:
         ("ControlNet not cached (offline)", cn),
     ]:
         cases.append(Case("stylize", f"controlnet: {bad}", argv))
+    sid = ("stylize {content} --method styleid --style {style} --model {pipeline} "
+           "-o {out}/out.png --steps 1 --device cpu -q")  # fmt: skip
+    for bad, argv in [
+        ("style not an image", sid.replace("--style {style}", "--style {not_image}")),
+        ("two style images", sid.replace("--style {style}", "--style {style} {style}")),
+        ("a folder of photos", sid.replace("{content}", "{a_folder}", 1)),
+        ("model folder missing", sid.replace("{pipeline}", "{missing}")),
+        ("a Flux model", sid.replace("{pipeline}", "black-forest-labs/FLUX.1-dev")),
+        ("--gamma 1.5", f"{sid} --gamma 1.5"),
+        ("--temperature 0", f"{sid} --temperature 0"),
+        ("--prompt given", f"{sid} --prompt 'a cat'"),
+        ("--injection-steps past --steps", f"{sid} --injection-steps 2"),
+        ("read-only output", sid.replace("{out}", "{readonly}")),
+    ]:
+        cases.append(Case("stylize", f"styleid: {bad}", argv))
     sa = ("generate 'a cat' 'a dog' --style-aligned --model {pipeline} --steps 1 --size 32 "
           "-o {out}/set --device cpu -q")  # fmt: skip
     long_prompt = "'" + "word " * 80 + "'"

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from brushwork.cli import options, stylize_controlnet
+from brushwork.cli import options, stylize_controlnet, stylize_diffusion
 
 EPILOG = """examples:
   brushwork stylize photo.jpg --model starry.safetensors -o out.png
@@ -42,7 +42,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "stylize",
         help=HELP,
         description="Stylise an image or a folder of images with a feed-forward model.",
-        epilog=EPILOG + stylize_controlnet.EPILOG,
+        epilog=EPILOG + stylize_controlnet.EPILOG + stylize_diffusion.EPILOG,
     )
     p.add_argument("input", help="image file or folder of images")
     options.add_output(p, what="output image, or folder for a folder")
@@ -53,7 +53,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help="model file (.safetensors/.onnx); diffusion methods: Hub id or folder",
     )
     p.add_argument(
-        "--method", choices=("johnson", "adain", "wct", *stylize_controlnet.METHODS), default=None
+        "--method",
+        choices=(
+            "johnson",
+            "adain",
+            "wct",
+            *stylize_controlnet.METHODS,
+            *stylize_diffusion.METHODS,
+        ),
+        default=None,
     )
     options.add_weights(
         p, what="published AdaIN files (folder or decoder.pth) or WCT decoders, without --model"
@@ -82,6 +90,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     options.add_memory_limit(p)
     options.add_quiet(p)
     stylize_controlnet.add_arguments(p)
+    stylize_diffusion.add_arguments(p)
     return p
 
 
@@ -174,6 +183,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.method in stylize_controlnet.METHODS:
         return stylize_controlnet.run(args)
+    if args.method in stylize_diffusion.METHODS:
+        return stylize_diffusion.run(args)
     pairs, out_dir = _pairs(args)
     first = load_image(pairs[0][0])
     styles = [load_image(s) for s in args.style] if args.style else None
