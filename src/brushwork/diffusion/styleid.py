@@ -70,6 +70,7 @@ from brushwork.errors import ConfigError
 __all__ = [
     "ROLES",
     "FeatureCache",
+    "LatentStyleID",
     "StyleIDResult",
     "StyleIDSettings",
     "StyleInjection",
@@ -78,6 +79,7 @@ __all__ = [
     "default_styleid_layers",
     "feature_bytes",
     "injected_attention",
+    "styleid_latents",
     "stylize_styleid",
 ]
 
@@ -506,6 +508,107 @@ def _check_image(image: torch.Tensor, what: str, multiple: int) -> None:
         )
 
 
+@dataclass
+class LatentStyleID:
+    """What :func:`styleid_latents` gives: the final latent and the run's figures."""
+
+    latent: torch.Tensor
+    layers: list[str]
+    feature_bytes: int
+    inversion_seconds: float
+    sampling_seconds: float
+
+
+def styleid_latents(
+    pipe: Any,
+    content: torch.Tensor,
+    style: torch.Tensor,
+    settings: StyleIDSettings | None = None,
+    *,
+    callback: Progress | None = None,
+) -> LatentStyleID:
+    """StyleID on VAE latents: the part of :func:`stylize_styleid` between encode and decode.
+
+    Args:
+        pipe: a Stable Diffusion 1.x/2.x/XL pipeline (only its UNet, scheduler and text
+            encoders are used).
+        content, style: (1, C, h, w) latents (× the VAE scaling factor); same shape:
+            both are inverted in one batch of two, else one after the other.
+        settings: default :class:`StyleIDSettings`.
+        callback: as :func:`stylize_styleid`.
+    """
+    from brushwork.diffusion.inversion import ddim_invert, ddim_reconstruct
+
+    settings = settings or StyleIDSettings()
+    settings.validate()
+    for what, latent in (("content", content), ("style", style)):
+        if latent.ndim != 4 or latent.shape[0] != 1:
+            raise ConfigError(f"the {what} latent must be (1, C, h, w), got {tuple(latent.shape)}")
+    patch = StyleInjection(
+        pipe,
+        settings.layers,
+        gamma=settings.gamma,
+        temperature=settings.temperature,
+        steps=settings.injected,
+    )
+    steps = settings.steps
+    same = content.shape == style.shape
+    calls = steps if same else 2 * steps
+    done = [0]
+
+    def inversion_progress(_done: int, _total: int) -> None:
+        done[0] += 1
+        if callback is not None:
+            callback("inversion", done[0], calls)
+
+    def stylisation_progress(step: int, total: int) -> None:
+        if callback is not None:
+            callback("stylisation", step, total)
+
+    began = time.perf_counter()
+    with patch:
+        batches = (
+            [(torch.cat([content, style]), {"content": 0, "style": 1})]
+            if same
+            else [
+                (content, {"content": 0}),
+                (style, {"style": 0}),
+            ]
+        )
+        noises = []
+        for latents, rows in batches:
+            with patch.capture(rows):
+                inverted = ddim_invert(
+                    pipe,
+                    latents=latents,
+                    steps=steps,
+                    keep_trajectory=False,
+                    callback=inversion_progress,
+                    step_hook=patch.at_step,
+                )
+            noises += list(inverted.noise.split(1))
+        content_noise, style_noise = noises
+        cache_bytes = patch.cache.nbytes
+        inverted_at = time.perf_counter()
+        start = adain_latent(content_noise, style_noise) if settings.init_adain else content_noise
+        with patch.inject():
+            latent = ddim_reconstruct(
+                pipe,
+                start,
+                steps=steps,
+                callback=stylisation_progress,
+                step_hook=patch.at_step,
+            )
+        patch.cache.clear()
+    return LatentStyleID(
+        latent=latent,
+        layers=[layer.name for layer in patch.layers],
+        feature_bytes=cache_bytes,
+        inversion_seconds=inverted_at - began,
+        sampling_seconds=time.perf_counter() - inverted_at,
+    )
+
+
 def stylize_styleid(
     pipe: Any,
     content: torch.Tensor,
@@ -537,8 +640,7 @@ def stylize_styleid(
     Raises:
         ConfigError: bad settings or sizes, a model without the layers.
     """
-    from brushwork.diffusion.editing import decode_latents, latent_multiple
-    from brushwork.diffusion.inversion import ddim_invert, ddim_reconstruct
+    from brushwork.diffusion.editing import decode_latents, encode_image, latent_multiple
 
     settings = StyleIDSettings(
         gamma=gamma,
@@ -551,74 +653,25 @@ def stylize_styleid(
         seed=seed,
     )
     settings.validate()
-    patch = StyleInjection(
-        pipe,
-        settings.layers,
-        gamma=settings.gamma,
-        temperature=settings.temperature,
-        steps=settings.injected,
-    )
+    StyleInjection(pipe, settings.layers)  # the model's layers, before any work
     multiple = latent_multiple(pipe)
     _check_image(content, "content", multiple)
     _check_image(style, "style", multiple)
-    same = content.shape == style.shape
-    calls = steps if same else 2 * steps
-    done = [0]
-
-    def inversion_progress(_done: int, _total: int) -> None:
-        done[0] += 1
-        if callback is not None:
-            callback("inversion", done[0], calls)
-
-    began = time.perf_counter()
-    with patch:
-        if same:
-            with patch.capture({"content": 0, "style": 1}):
-                both = ddim_invert(
-                    pipe,
-                    torch.stack([content, style]),
-                    steps=steps,
-                    keep_trajectory=False,
-                    callback=inversion_progress,
-                    step_hook=patch.at_step,
-                )
-            content_noise, style_noise = both.noise[:1], both.noise[1:]
-        else:
-            noises = []
-            for role, image in (("content", content), ("style", style)):
-                with patch.capture({role: 0}):
-                    inverted = ddim_invert(
-                        pipe,
-                        image,
-                        steps=steps,
-                        keep_trajectory=False,
-                        callback=inversion_progress,
-                        step_hook=patch.at_step,
-                    )
-                noises.append(inverted.noise)
-            content_noise, style_noise = noises
-        cache_bytes = patch.cache.nbytes
-        inverted_at = time.perf_counter()
-        start = adain_latent(content_noise, style_noise) if init_adain else content_noise
-        with patch.inject():
-            latent = ddim_reconstruct(
-                pipe,
-                start,
-                steps=steps,
-                callback=None
-                if callback is None
-                else (lambda d, total: callback("stylisation", d, total)),
-                step_hook=patch.at_step,
-            )
-        patch.cache.clear()
+    run = styleid_latents(
+        pipe,
+        encode_image(pipe, content),
+        encode_image(pipe, style),
+        settings,
+        callback=callback,
+    )
     with torch.no_grad():
-        image = decode_latents(pipe, latent)[0].cpu()
+        image = decode_latents(pipe, run.latent)[0].cpu()
     return StyleIDResult(
         image=image,
-        latent=latent.cpu(),
+        latent=run.latent.cpu(),
         settings=settings,
-        layers=[layer.name for layer in patch.layers],
-        feature_bytes=cache_bytes,
-        inversion_seconds=inverted_at - began,
-        sampling_seconds=time.perf_counter() - inverted_at,
+        layers=run.layers,
+        feature_bytes=run.feature_bytes,
+        inversion_seconds=run.inversion_seconds,
+        sampling_seconds=run.sampling_seconds,
     )
