@@ -22,7 +22,8 @@ STEPS = 3
 
 @pytest.fixture(scope="module")
 def pipes(tmp_path_factory):
-    return {kind: build_pipeline(kind, tmp_path_factory.mktemp(kind)) for kind in ("sd", "sdxl")}
+    kinds = ("sd", "sd2", "sdxl")
+    return {kind: build_pipeline(kind, tmp_path_factory.mktemp(kind)) for kind in kinds}
 
 
 @pytest.fixture(autouse=True)
@@ -210,3 +211,12 @@ def test_errors(pipes, tmp_path):
         StyleInjection(plain)
     with pytest.raises(ConfigError, match="needs a Stable Diffusion UNet"):
         StyleInjection(torch.nn.Linear(2, 2))
+
+
+def test_sd2_v_prediction_runs_and_injection_matters(pipes):
+    pipe = pipes["sd2"]  # linear projections, per-level head counts, v-prediction
+    content, style = smooth_image(8), smooth_image(9)
+    injected = stylize_styleid(pipe, content, style, steps=STEPS)
+    plain = stylize_styleid(pipe, content, style, steps=STEPS, inject=False)
+    assert torch.isfinite(injected.latent).all()
+    assert (injected.latent - plain.latent).abs().max() > 1e-4
