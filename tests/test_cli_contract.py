@@ -321,6 +321,7 @@ def _cases() -> list[Case]:
         ("--canny-thresholds 200,100", f"{cn} --canny-thresholds 200,100"),
         ("--controlnet folder missing", f"{cn} --controlnet {{missing}}"),
         ("ControlNet not cached (offline)", cn),
+        ("--preserve-color (feed-forward only)", f"{cn} --preserve-color"),
     ]:
         cases.append(Case("stylize", f"controlnet: {bad}", argv))
     sid = ("stylize {content} --method styleid --style {style} --model {pipeline} "

@@ -144,7 +144,14 @@ def _check(args: argparse.Namespace) -> None:
         raise ConfigError(
             f"--method controlnet needs one --style image, got {len(args.style or [])}"
         )
-    for flag, value in (("--mask", args.mask), ("--tile", args.tile)):
+    feed_forward = (
+        ("--mask", args.mask),
+        ("--tile", args.tile),
+        ("--style-weights", args.style_weights),
+        ("--preserve-color", args.preserve_color != "none"),
+        ("--alpha", args.alpha != 1.0),
+    )
+    for flag, value in feed_forward:
         if value:
             raise ConfigError(f"{flag} is for the feed-forward methods, not --method controlnet")
     if args.control == "canny" and args.annotator:
