@@ -25,9 +25,10 @@ DDIM-inverted, then the photo is denoised with the style's keys and values in th
 decoder's self-attention (--gamma: share of the photo's own queries, --temperature:
 attention sharpness) from its inverted latent with the style's statistics. No prompt,
 no training. --model: a Stable Diffusion 1.x/2.x/XL id or folder (default
-{DEFAULT_MODEL}); --size: the long side it works at (default: the model's own; sides
-rounded to the multiple the model needs; the result is resized back to the photo's
-size); --steps: DDIM steps of the inversions and the denoising (default 50).
+{DEFAULT_MODEL});
+--size: the long side it works at (default: the model's own; sides rounded to the
+multiple the model needs; the result is resized back to the photo's size); --steps:
+DDIM steps of the inversions and the denoising (default 50).
   brushwork stylize photo.jpg --method styleid --style starry.jpg -o out.png
   brushwork stylize photo.jpg --method styleid --style starry.jpg --gamma 0.3 -o out.png
 """
@@ -74,7 +75,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--no-init-adain",
         dest="init_adain",
         action="store_false",
-        help="start from the photo's inverted latent as it is (no AdaIN to the style's)",
+        help="start from the photo's inverted latent as it is (default: AdaIN to the style's)",
     )
 
 
