@@ -220,6 +220,68 @@ register(
         license_note="MIT (naoto0804/pytorch-AdaIN); converted from xunhuang1995/AdaIN-style",
     )
 )
+# Photorealistic style transfer (brushwork.transfer.wct2 / photowct): the files committed
+# to the reference repositories, plain state dicts (torch.save of state_dict(); load with
+# weights_only=True). No SHA-256 is published: the files are checked for keys and shapes
+# (and the Haar filters) on loading. Their git blob ids (`git hash-object FILE`) at
+# clovaai/WCT2@05d17c0 and NVIDIA/FastPhotoStyle master are given for a manual check.
+# Sizes are estimates from the parameter counts.
+_WCT2_FILES = "https://github.com/clovaai/WCT2/raw/master/model_checkpoints/"
+_WCT2_LICENSE = "MIT (clovaai/WCT2, NAVER Corp.)"
+for _variant, _enc_blob, _dec_blob, _enc_size, _dec_size in (
+    (
+        "cat5",
+        "6be4f0df67802f93dfa68c3da5a25f5be4d15a88",
+        "3f7fd4cbd4398a053dd21b22c00dd0012dfcc6e2",
+        14_060_000,
+        26_450_000,
+    ),
+    (
+        "sum",
+        "dd533376dfd0d1a3113924303bfdd5ca3591807f",
+        "305baf0115e5e6cde546ce0776c2bb1b92f907c7",
+        14_060_000,
+        14_060_000,
+    ),
+):
+    register(
+        WeightFile(
+            name=f"wct2-encoder-{_variant}",
+            filename=f"wave_encoder_{_variant}_l4.pth",
+            url=f"{_WCT2_FILES}wave_encoder_{_variant}_l4.pth",
+            sha256=None,
+            size_bytes=_enc_size,
+            size_is_exact=False,
+            description=f"WCT² Haar-pooling VGG-19 encoder to relu4_1 ({_variant}; git blob "
+            f"{_enc_blob[:12]})",
+            license_note=_WCT2_LICENSE,
+        )
+    )
+    register(
+        WeightFile(
+            name=f"wct2-decoder-{_variant}",
+            filename=f"wave_decoder_{_variant}_l4.pth",
+            url=f"{_WCT2_FILES}wave_decoder_{_variant}_l4.pth",
+            sha256=None,
+            size_bytes=_dec_size,
+            size_is_exact=False,
+            description=f"WCT² Haar-unpooling decoder ({_variant}; git blob {_dec_blob[:12]})",
+            license_note=_WCT2_LICENSE,
+        )
+    )
+register(
+    WeightFile(
+        name="photowct",
+        filename="photo_wct.pth",
+        url="https://github.com/NVIDIA/FastPhotoStyle/raw/master/PhotoWCTModels/photo_wct.pth",
+        sha256=None,
+        size_bytes=33_420_000,  # ≈32 MiB: 8.35 M float32 parameters (e1…e4, d1…d4)
+        size_is_exact=False,
+        description="PhotoWCT encoders e1…e4 and max-unpooling decoders d1…d4 (git blob "
+        "4b38e69fd1c3)",
+        license_note="CC BY-NC-SA 4.0 (NVIDIA/FastPhotoStyle): non-commercial use only",
+    )
+)
 # Evaluation metrics (brushwork.metrics): LPIPS, FID, ArtFID.
 register(
     WeightFile(
@@ -449,7 +511,14 @@ register_hub(
 
 #: Named sets of weights, prefetched with ``brushwork weights download --bundle NAME``.
 BUNDLES: dict[str, tuple[str, ...]] = {
-    "transfer": ("vgg19", "adain-vgg-normalised", "adain-decoder"),
+    "transfer": (
+        "vgg19",
+        "adain-vgg-normalised",
+        "adain-decoder",
+        "wct2-encoder-cat5",
+        "wct2-decoder-cat5",
+        "photowct",
+    ),
     "diffusion": ("sd-1.5", "sdxl-base", "ip-adapter", "clip-vit-large"),
     "evaluate": (
         "alexnet",
