@@ -73,7 +73,9 @@ def test_keys_and_values_come_from_the_style_inversion_and_queries_mix_the_conte
     handles = [_record_outputs(attn.to_k, keys), _record_outputs(attn.to_v, values)]
     handles.append(_record_outputs(attn.to_q, queries))
     try:
-        result = stylize_styleid(pipe, content, style, steps=STEPS, gamma=0.5)
+        result = stylize_styleid(
+            pipe, content, style, steps=STEPS, gamma=0.5, batch_inversions=True
+        )
     finally:
         for handle in handles:
             handle.remove()
@@ -160,7 +162,8 @@ def test_same_inputs_same_image_and_each_part_changes_it(pipes):
     content, style = smooth_image(3), smooth_image(4)
     phases = []
     first = stylize_styleid(pipe, content, style, steps=STEPS, callback=lambda *a: phases.append(a))
-    assert phases[0] == ("inversion", 1, STEPS) and phases[-1] == ("stylisation", STEPS, STEPS)
+    assert phases[0] == ("inversion", 1, 2 * STEPS)  # on a CPU: one image after the other
+    assert phases[-1] == ("stylisation", STEPS, STEPS)
     again = stylize_styleid(pipe, content, style, steps=STEPS)
     assert torch.equal(first.image, again.image)
     assert first.image.shape == (3, 32, 32) and 0 <= first.image.min() <= first.image.max() <= 1
@@ -220,3 +223,17 @@ def test_sd2_v_prediction_runs_and_injection_matters(pipes):
     plain = stylize_styleid(pipe, content, style, steps=STEPS, inject=False)
     assert torch.isfinite(injected.latent).all()
     assert (injected.latent - plain.latent).abs().max() > 1e-4
+
+
+def test_batched_and_separate_inversions_give_the_same_result(pipes):
+    pipe = pipes["sd"]
+    content, style = smooth_image(10), smooth_image(11)
+    phases = []
+    batched = stylize_styleid(
+        pipe, content, style, steps=STEPS, batch_inversions=True,
+        callback=lambda *a: phases.append(a),
+    )  # fmt: skip
+    assert phases[STEPS - 1] == ("inversion", STEPS, STEPS)  # one call per step for both
+    separate = stylize_styleid(pipe, content, style, steps=STEPS, batch_inversions=False)
+    assert torch.allclose(batched.latent, separate.latent, atol=1e-4)
+    assert batched.feature_bytes == separate.feature_bytes

@@ -525,6 +525,7 @@ def styleid_latents(
     style: torch.Tensor,
     settings: StyleIDSettings | None = None,
     *,
+    batch_inversions: bool | None = None,
     callback: Progress | None = None,
 ) -> LatentStyleID:
     """StyleID on VAE latents: the part of :func:`stylize_styleid` between encode and decode.
@@ -532,9 +533,12 @@ def styleid_latents(
     Args:
         pipe: a Stable Diffusion 1.x/2.x/XL pipeline (only its UNet, scheduler and text
             encoders are used).
-        content, style: (1, C, h, w) latents (× the VAE scaling factor); same shape:
-            both are inverted in one batch of two, else one after the other.
+        content, style: (1, C, h, w) latents (× the VAE scaling factor).
         settings: default :class:`StyleIDSettings`.
+        batch_inversions: invert both in one batch of two (same shapes only); ``None``:
+            on accelerators only (on a CPU a batch of two measured slower per row than
+            two calls, ``benchmarks/diffusion_style.py``). Same result either way up to
+            float rounding.
         callback: as :func:`stylize_styleid`.
     """
     from brushwork.diffusion.inversion import ddim_invert, ddim_reconstruct
@@ -552,7 +556,9 @@ def styleid_latents(
         steps=settings.injected,
     )
     steps = settings.steps
-    same = content.shape == style.shape
+    if batch_inversions is None:
+        batch_inversions = patch.denoiser.device.type != "cpu"
+    same = batch_inversions and content.shape == style.shape
     calls = steps if same else 2 * steps
     done = [0]
 
@@ -622,6 +628,7 @@ def stylize_styleid(
     layers: Sequence[str] | None = None,
     init_adain: bool = True,
     inject: bool = True,
+    batch_inversions: bool | None = None,
     callback: Progress | None = None,
 ) -> StyleIDResult:
     """Restyle ``content`` with ``style`` by StyleID (see the module docstring).
@@ -630,9 +637,10 @@ def stylize_styleid(
         pipe: a Stable Diffusion 1.x/2.x/XL pipeline (``vae``, ``unet``, text encoders).
         content, style: (3, H, W) in [0, 1], sides multiples of
             :func:`~brushwork.diffusion.editing.latent_multiple` (64 for SD); the style
-            may have another size (same size: both are inverted in one batch).
+            may have another size.
         gamma, temperature, steps, seed, injection_steps, layers, init_adain, inject:
             :class:`StyleIDSettings`.
+        batch_inversions: see :func:`styleid_latents`.
         callback: ``callback(phase, done, total)`` after each UNet call; phase
             ``"inversion"`` (total: 2 × steps, or steps when both go in one batch)
             then ``"stylisation"`` (total: steps).
@@ -662,6 +670,7 @@ def stylize_styleid(
         encode_image(pipe, content),
         encode_image(pipe, style),
         settings,
+        batch_inversions=batch_inversions,
         callback=callback,
     )
     with torch.no_grad():
