@@ -81,3 +81,19 @@ def test_lora_spec_parsing():
     assert lora_spec("a.safetensors:0.8") == ("a.safetensors", 0.8, None)
     assert lora_spec("C:/x/a.safetensors:-0.5@style") == ("C:/x/a.safetensors", -0.5, "style")
     assert lora_spec("C:/x/a.safetensors@content") == ("C:/x/a.safetensors", 1.0, "content")
+
+
+def test_attend_with_a_lora(sd_folder, training_images, tmp_path):
+    lora = tmp_path / "l.safetensors"
+    _train(sd_folder, training_images, lora, "--steps", "2")
+
+    def attend(name, *extra):
+        out = tmp_path / name
+        argv = ["attend", "a cat", "--words", "cat", "--model", str(sd_folder), "--steps", "2",
+                "--size", "32", "-o", str(out), "--device", "cpu", "-q", *extra]  # fmt: skip
+        assert main(argv) == 0
+        return load_image(out / "image.png")
+
+    base, styled = attend("base"), attend("styled", "--lora", f"{lora}:1.5")
+    assert (styled - base).abs().max() > 0.01
+    assert torch.equal(attend("zero", "--lora", f"{lora}:0"), base)

@@ -125,6 +125,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     add_generated_size(g)
     options.add_seed(g)
     add_device_precision(g)
+    options.add_lora(g)
 
     m = p.add_argument_group("maps")
     m.add_argument(
@@ -390,10 +391,13 @@ def run(args: argparse.Namespace) -> int:
 def _map_image(
     args: argparse.Namespace, image: Any, timesteps: list[float] | None, settings: Any
 ) -> tuple[Any, Any]:
+    from brushwork.cli.lora import read_lora_flags, use_loras
     from brushwork.diffusion.image_maps import maps_of_image
     from brushwork.diffusion.pipelines import load_pipeline, user_errors
 
+    loras = read_lora_flags(args)
     pipe = load_pipeline(args.model, dtype=args.precision, device=args.device)
+    use_loras(args, pipe, loras)
     side = args.size[0] if args.size is not None else None
     if args.method == "concept":
         from brushwork.diffusion.concept_attention import ConceptSettings, concept_maps_of_image
@@ -425,6 +429,7 @@ def _map_image(
 def _map_generation(
     args: argparse.Namespace, height: Any, width: Any, flag: str, settings: Any
 ) -> tuple[Any, Any]:
+    from brushwork.cli.lora import read_lora_flags, use_loras
     from brushwork.cli.progress import step_progress
     from brushwork.diffusion.pipelines import (
         generate_with_maps,
@@ -433,8 +438,10 @@ def _map_generation(
         user_errors,
     )
 
+    loras = read_lora_flags(args)
     pipe = load_pipeline(args.model, dtype=args.precision, device=args.device)
     _check_loaded_sides(pipe, pipeline_family(pipe), height, width, flag)
+    use_loras(args, pipe, loras)
     progress = step_progress(enabled=not args.quiet)
     with progress, user_errors():
         task = progress.add_task("generating", total=args.steps, loss="–")
