@@ -308,6 +308,7 @@ def main() -> None:
         r["at_50"] = 50 * (inv + sty)
         r["medians"] = {k: statistics.median(v) for k, v in r["calls"].items()}
         r["median_total"] = sum(len(r["calls"][k]) * m for k, m in r["medians"].items())
+        r["min_total"] = sum(len(v) * min(v) for v in r["calls"].values())
         medians = f"{r['medians']['inversion']:.1f}, {r['medians']['stylisation']:.1f}"
         row = (config, f"{r['seconds']:.1f}", f"{inv:.1f}", f"{sty:.1f}", medians,
                f"{r['at_50']:.0f}", f"{r['peak_mb']:.0f}", f"{r['above_mb']:.0f}",
@@ -320,15 +321,18 @@ def main() -> None:
         scale = float(b.abs().max())
         speed = ref["seconds"] / ours["seconds"]
         robust = ref["median_total"] / ours["median_total"]
+        fastest = ref["min_total"] / ours["min_total"]
         memory = ours["above_mb"] / ref["above_mb"]
         print(
-            f"speed-up {speed:.2f}× in total, {robust:.2f}× from the per-call medians (target "
-            f"≥ 1.5×); peak above the model ours/reference "
+            f"speed-up {speed:.2f}× in total, {robust:.2f}× from the per-call medians, "
+            f"{fastest:.2f}× from the per-call minima (target ≥ 1.5×); peak above the model "
+            f"ours/reference "
             f"{memory:.2f} (target ≤ 0.33); features kept {ours['kept_mb']:.0f} vs "
             f"{ref['kept_mb']:.0f} MB (+ the reference's deep copies); final latents: max |Δ| "
             f"{diff:.2e} of max |z| {scale:.2f}"
         )
         results["speedup"], results["speedup_medians"] = speed, robust
+        results["speedup_minima"] = fastest
         results["memory_ratio"], results["max_diff"] = memory, diff
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
