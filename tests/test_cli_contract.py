@@ -310,6 +310,27 @@ def _cases() -> list[Case]:
     adain = "stylize {content} --method adain --style {style} -o {out}/out.png --device cpu -q"
     cases.append(Case("stylize", "two masks, one style", f"{adain} --mask {{mask}} {{mask}}"))
     cases.append(Case("stylize", "mask of another aspect", f"{adain} --mask {{mask_wide}}"))
+    photo = "stylize {content} --method wct2 --style {style} -o {out}/out.png --device cpu -q"
+    for bad, argv in [
+        ("--smooth with a Johnson model", f"{BASE['stylize']} --smooth"),
+        ("--smooth bogus", f"{photo} --smooth bogus"),
+        ("--content-mask without --style-mask", f"{photo} --content-mask {{mask}}"),
+        ("masks for AdaIN", f"{adain} --content-mask {{mask}} --style-mask {{mask}}"),
+        (
+            "content mask of another aspect",
+            f"{photo} --content-mask {{mask_wide}} --style-mask {{mask}}",
+        ),
+        ("content mask nonexistent", f"{photo} --content-mask {{missing}} --style-mask {{mask}}"),
+        ("two style images", photo.replace("--style {style}", "--style {style} {style}")),
+        ("--model given", f"{photo} --model {{johnson}}"),
+        ("--mask (AdaIN's)", f"{photo} --mask {{mask}}"),
+        ("--weights nonexistent", f"{photo} --weights {{missing}}"),
+        (
+            "photowct --weights nonexistent",
+            photo.replace("wct2", "photowct") + " --weights {missing}",
+        ),
+    ]:
+        cases.append(Case("stylize", f"wct2: {bad}", argv))
     cn = ("stylize {content} --method controlnet --style {style} --model {pipeline} "
           "-o {out}/out.png --steps 1 --device cpu -q")  # fmt: skip
     for bad, argv in [

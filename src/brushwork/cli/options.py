@@ -28,7 +28,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from brushwork.choices import DEVICE_CHOICES, PRECISION_CHOICES
+from brushwork.choices import DEFAULT_SMOOTH, DEVICE_CHOICES, PRECISION_CHOICES, SMOOTH_CHOICES
 
 __all__ = [
     "PRECISION_ALIASES",
@@ -427,6 +427,36 @@ def add_preserve_color(
         help="keep the content's colours: luminance-only transfer, or match the style's "
         "colours to the content by histogram or mean/covariance "
         "(default: %(default)s; the bare flag means luminance)",
+    )
+
+
+def add_smooth(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``--smooth [exact|fast]``: photorealistic smoothing (bare flag: DEFAULT_SMOOTH)."""
+    parser.add_argument(
+        "--smooth",
+        nargs="?",
+        choices=SMOOTH_CHOICES,
+        const=DEFAULT_SMOOTH,
+        default=None,
+        help="smooth the result guided by the content (PhotoWCT's step): exact = the "
+        f"closed-form matting solve, fast = guided filter (the bare flag means {DEFAULT_SMOOTH})",
+    )
+
+
+def add_label_masks(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``--content-mask PATH --style-mask PATH``: semantic label maps (region to region)."""
+    parser.add_argument(
+        "--content-mask",
+        default=None,
+        metavar="PNG",
+        help="label map of the content (one-channel labels or flat colours); with --style-mask",
+    )
+    parser.add_argument(
+        "--style-mask",
+        default=None,
+        metavar="PNG",
+        help="label map of the style: each content region takes the style's region of the "
+        "same label (labels the style lacks: the whole style)",
     )
 
 

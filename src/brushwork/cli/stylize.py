@@ -18,20 +18,29 @@ EPILOG = """examples:
   brushwork stylize photo.jpg --method adain --weights adain-files/ --style a.jpg -o out.png
   brushwork stylize photo.jpg --model wct.safetensors --style a.jpg --alpha 0.6 -o out.png
   brushwork stylize big.jpg --model starry.safetensors --tile 1024 -o out.png
+  brushwork stylize day.jpg --method wct2 --style dusk.jpg -o dusk_look.png   # photorealistic
+  brushwork stylize day.jpg --method photowct --style dusk.jpg --smooth -o out.png
+  brushwork stylize day.jpg --method wct2 --style dusk.jpg \
+            --content-mask day_seg.png --style-mask dusk_seg.png -o out.png   # sky to sky
 
 --method adain without --model uses the published AdaIN weights (downloaded on first use, or
 --weights: a folder with vgg_normalised.pth and decoder.pth, or the decoder file).
 --preserve-color: luminance keeps the content's colours for every method; histogram and
 mean-cov match the style's colours to the content first (AdaIN, WCT) or match the output's
 colours to the content (Johnson, whose style is in its weights).
+--method wct2 / photowct use their published weights (downloaded on first use, or --weights:
+the folder or file); --smooth (exact, or fast) and the label maps are for these two.
 """
 
 
 #: One line for ``brushwork --help``.
-HELP = "stylise images with a trained network (Johnson, AdaIN, WCT, ONNX)"
+HELP = "stylise images with a feed-forward network (Johnson, AdaIN, WCT, WCT², PhotoWCT, ONNX)"
 
 #: The option that gives each weight file this command uses (for missing-weights hints).
 WEIGHT_FLAGS = {"*": "--weights", **stylize_controlnet.WEIGHT_FLAGS}
+
+#: The photorealistic ``--method`` values (brushwork.transfer.stylize.PHOTOREAL_METHODS).
+PHOTOREAL = ("wct2", "photowct")
 
 #: Largest relative difference of aspect ratio between a mask and the content.
 MASK_ASPECT_TOLERANCE = 0.02
@@ -58,13 +67,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
             "johnson",
             "adain",
             "wct",
+            *PHOTOREAL,
             *stylize_controlnet.METHODS,
             *stylize_diffusion.METHODS,
         ),
         default=None,
     )
     options.add_weights(
-        p, what="published AdaIN files (folder or decoder.pth) or WCT decoders, without --model"
+        p,
+        what="published AdaIN/WCT²/PhotoWCT files (folder or file) or WCT decoders, no --model",
     )
     options.add_styles(p, what="style image(s) for AdaIN/WCT")
     p.add_argument(
@@ -75,6 +86,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     )
     options.add_preserve_color(p)
     p.add_argument("--mask", nargs="+", default=None, help="one mask per style (AdaIN)")
+    options.add_label_masks(p)
+    options.add_smooth(p)
     options.add_size(p, default=None)
     p.add_argument(
         "--tile", type=options.count(16), default=None, help="tile side for large images"
@@ -121,7 +134,8 @@ def _pairs(args: argparse.Namespace) -> tuple[list[tuple[Path, Path]], Path | No
                     "choose another output folder"
                 )
         return pairs, out_dir
-    inputs = [source, *(args.style or []), *(args.mask or [])]
+    labels = [m for m in (args.content_mask, args.style_mask) if m]
+    inputs = [source, *(args.style or []), *(args.mask or []), *labels]
     return [(source, check_output_path(args.output, inputs=inputs))], None
 
 
@@ -190,6 +204,7 @@ def run(args: argparse.Namespace) -> int:
     styles = [load_image(s) for s in args.style] if args.style else None
     sizes = _image_sizes(pairs, first)
     masks = _masks(args, styles, sizes)
+    labels = _label_maps(args, pairs, first, styles)
     _check_memory(args, sizes, styles, check_memory)
     from brushwork.transfer.stylize import load_stylizer
 
@@ -208,11 +223,45 @@ def run(args: argparse.Namespace) -> int:
         tile=args.tile,
         tile_overlap=args.tile_overlap,
         compile=args.compile,
+        labels=labels,
+        smooth=args.smooth,
     )
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
     _stylize_all(args, stylizer, pairs, first)
     return 0
+
+
+def _label_maps(args: argparse.Namespace, pairs, first, styles):
+    """``--content-mask``/``--style-mask`` as LabelMaps, checked before any loading."""
+    from brushwork.errors import ConfigError
+
+    photoreal = args.method in PHOTOREAL
+    if args.smooth and not photoreal:
+        raise ConfigError("--smooth is for --method wct2 or photowct")
+    if photoreal and len(styles or []) != 1:
+        raise ConfigError(
+            f"--method {args.method} takes one --style IMAGE, got {len(styles or [])}"
+        )
+    given = (args.content_mask is not None, args.style_mask is not None)
+    if not any(given):
+        return None
+    if not photoreal:
+        raise ConfigError(
+            "--content-mask/--style-mask are for --method wct2 or photowct (AdaIN: --mask)"
+        )
+    if not all(given):
+        raise ConfigError("give both --content-mask and --style-mask (one label map each)")
+    if len(pairs) > 1 or Path(args.input).is_dir():
+        raise ConfigError("--content-mask labels one content image; the input is a folder")
+    from brushwork.transfer.regions import load_label_maps
+
+    return load_label_maps(
+        args.content_mask,
+        args.style_mask,
+        content_size=tuple(first.shape[-2:]),
+        style_size=tuple(styles[0].shape[-2:]),
+    )
 
 
 def _check_memory(args, sizes, styles, check_memory) -> None:
@@ -226,6 +275,7 @@ def _check_memory(args, sizes, styles, check_memory) -> None:
         style_sizes=style_sizes,
         tile=args.tile,
         dtype_bytes=2 if args.precision in ("bf16", "fp16") else 4,
+        smooth=args.smooth,
     )
     what = f"stylising a {largest[1]}×{largest[0]} image"
     check_memory(need, _device(args.device), what=what, limit_gib=args.memory_limit)

@@ -35,12 +35,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from brushwork.choices import DEFAULT_SMOOTH, SMOOTH_CHOICES
 from brushwork.errors import ConfigError
 
-#: ``--smooth`` values; a bare ``--smooth`` means :data:`DEFAULT_SMOOTH`.
-SMOOTH_MODES = ("exact", "fast")
-#: The paper's and the reference's default: the closed-form solve.
-DEFAULT_SMOOTH = "exact"
+#: ``--smooth`` values; a bare ``--smooth`` means :data:`DEFAULT_SMOOTH` (the paper's and
+#: the reference's default: the closed-form solve).
+SMOOTH_MODES = SMOOTH_CHOICES
 #: β = 1 / (1 + λ), λ = 1e-4 (the reference's ``Propagator(beta=0.9999)``).
 BETA = 0.9999
 #: Matting-affinity regulariser (the reference's ε).

@@ -25,7 +25,9 @@ from torch import nn
 from brushwork.errors import ConfigError, WeightsError
 from brushwork.transfer.johnson import MULTIPLE, pad_to_multiple
 
-METHODS = ("johnson", "adain", "wct")
+METHODS = ("johnson", "adain", "wct", "wct2", "photowct")
+#: The photorealistic methods (published weights, label maps, smoothing).
+PHOTOREAL_METHODS = ("wct2", "photowct")
 #: ``preserve_color`` values: the same four as transfer and video.
 PRESERVE_COLOR_CHOICES = ("none", "luminance", "histogram", "mean-cov")
 #: Environment variable naming a default WCT model file (for ``method="wct"``).
@@ -415,12 +417,107 @@ class WCTStylizer(_ArbitraryStylizer):
         )
 
 
+class PhotorealStylizer(_ArbitraryStylizer):
+    """WCT² or PhotoWCT with α, label maps (region to region) and optional smoothing.
+
+    Args:
+        model: a :class:`~brushwork.transfer.wct2.WCT2Model` or
+            :class:`~brushwork.transfer.photowct.PhotoWCTModel`.
+        labels: content and style :class:`~brushwork.transfer.regions.LabelMaps`
+            (one content image: resized to each input, so not with tiles).
+        smooth: ``None``, ``"exact"`` or ``"fast"`` (:mod:`brushwork.transfer.smoothing`),
+            applied to each output with its content image as guide.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        method: str,
+        labels=None,
+        smooth: str | None = None,
+        **kwargs,
+    ) -> None:
+        from brushwork.transfer.smoothing import check_mode
+
+        self.method = method
+        self.multiple = model.multiple
+        self.labels = labels
+        self.smooth = check_mode(smooth) if smooth else None
+        styles = kwargs.get("styles") or []
+        if len(styles) > 1:
+            raise ConfigError(f"{method} takes one style image; got {len(styles)}")
+        if labels is not None and kwargs.get("tile"):
+            raise ConfigError("--content-mask/--style-mask and --tile cannot be combined")
+        super().__init__(model, **kwargs)
+
+    def _encode_styles(self, styles: list[torch.Tensor]) -> list:
+        out = []
+        for s in styles:
+            labels = use = None
+            if self.labels is not None:
+                from brushwork.transfer.regions import labels_at
+
+                labels = labels_at(self.labels.style, tuple(s.shape[-2:]))
+                use = self.labels.matched()
+            out.append(self.model.style_features(_prepare(s, self.dtype), labels, use=use))
+        return out
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) in [0, 1] -> stylised (and smoothed) (B, 3, H, W) in [0, 1]."""
+        images = _check_images(images)
+        self._size = tuple(images.shape[-2:])
+        out = super().__call__(images)
+        if self.smooth is None:
+            return out
+        from brushwork.transfer.smoothing import smooth
+
+        guide = images.float()
+        return torch.stack([smooth(o, g, self.smooth) for o, g in zip(out, guide, strict=True)])
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        content_labels = None
+        if self.labels is not None:
+            from brushwork.transfer.regions import labels_at
+
+            h, w = self._size
+            content_labels = labels_at(self.labels.content, (h, w))
+            # Padded like the image (bottom/right, edge values) to the network's size.
+            ph, pw = x.shape[-2] - h, x.shape[-1] - w
+            if ph or pw:
+                content_labels = torch.nn.functional.pad(
+                    content_labels[None, None].float(), (0, pw, 0, ph), mode="replicate"
+                )[0, 0].long()
+        return self.model.stylize(
+            _prepare(x, self.dtype),
+            self._styles_for(x)[0],
+            alpha=self.alpha,
+            content_labels=content_labels,
+        )
+
+
 #: Values kept per pixel at the peak of one forward pass (inference, no autograd): three
 #: live activations of the widest full-resolution layer (Johnson: 32 channels; the
 #: AdaIN/WCT VGG encoder and mirror decoders: 64), rounded up.
-_PEAK_VALUES_PER_PIXEL = {"johnson": 3 * 32, "adain": 3 * 64, "wct": 3 * 64}
+_PEAK_VALUES_PER_PIXEL = {
+    "johnson": 3 * 32,
+    "adain": 3 * 64,
+    "wct": 3 * 64,
+    # WCT²: the cat5 concatenation (5 × 64) beside the kept 64-channel skips and output.
+    "wct2": 8 * 64,
+    "photowct": 3 * 64,
+}
 #: Weights and runtime overhead, rounded up (WCT holds five decoders).
-_MODEL_BYTES = {"johnson": 64 * 1024**2, "adain": 256 * 1024**2, "wct": 512 * 1024**2}
+_MODEL_BYTES = {
+    "johnson": 64 * 1024**2,
+    "adain": 256 * 1024**2,
+    "wct": 512 * 1024**2,
+    "wct2": 256 * 1024**2,
+    "photowct": 256 * 1024**2,
+}
+#: Bytes per pixel of the smoothing step (exact: the sparse LU factor, measured 1.6 GB
+#: at 512²; fast: the guided filter's float64 box sums).
+SMOOTH_BYTES_PER_PIXEL = {"exact": 6400, "fast": 800}
 
 
 def estimate_memory(
@@ -430,6 +527,7 @@ def estimate_memory(
     style_sizes: Sequence[tuple[int, int]] = (),
     tile: int | None = None,
     dtype_bytes: int = 4,
+    smooth: str | None = None,
 ) -> int:
     """A rough estimate of the bytes a feed-forward run needs for one image.
 
@@ -445,6 +543,7 @@ def estimate_memory(
         style_sizes: (height, width) of each style image as encoded (AdaIN/WCT).
         tile: tile side when tiling (the network then sees at most tile × tile).
         dtype_bytes: 4 for float32, 2 for bf16/fp16.
+        smooth: the photorealistic smoothing (``"exact"``/``"fast"``), on the whole image.
     """
     method = method if method in _PEAK_VALUES_PER_PIXEL else "wct"
     height, width = image_size
@@ -452,6 +551,8 @@ def estimate_memory(
     per_pixel = _PEAK_VALUES_PER_PIXEL[method] * dtype_bytes
     total = per_pixel * seen + 9 * height * width * 4 + _MODEL_BYTES[method]
     total += sum(per_pixel * h * w for h, w in style_sizes)
+    if smooth:
+        total += SMOOTH_BYTES_PER_PIXEL[smooth] * height * width
     return int(total)
 
 
@@ -497,6 +598,8 @@ def load_stylizer(
     tile: int | None = None,
     tile_overlap: int = 64,
     compile: bool = False,
+    labels=None,
+    smooth: str | None = None,
 ) -> Stylizer:
     """Load a feed-forward stylizer.
 
@@ -521,6 +624,10 @@ def load_stylizer(
             ``$BRUSHWORK_WCT_MODEL``).
         style_size: long side the style images are resized to (``None``: as given).
         tile, tile_overlap: process large images in overlapping tiles.
+        labels: WCT²/PhotoWCT: content and style
+            :class:`~brushwork.transfer.regions.LabelMaps` (region to region).
+        smooth: WCT²/PhotoWCT: ``"exact"`` or ``"fast"`` smoothing of each output
+            (:mod:`brushwork.transfer.smoothing`); ``None``: none.
         compile: Johnson in PyTorch: ``torch.compile`` the network. The first image of
             each size then takes tens of seconds to compile and later ones about 30 %
             less time on CPU; worth it for videos and folders of one size.
@@ -543,6 +650,10 @@ def load_stylizer(
         device=dev, dtype=dtype, preserve_color=preserve_color, tile=tile, tile_overlap=tile_overlap
     )
     arbitrary = dict(styles=styles, style_weights=style_weights, alpha=alpha, style_size=style_size)
+    if method in PHOTOREAL_METHODS:
+        return _photoreal(method, model, weights, masks, labels, smooth, arbitrary, common)
+    if labels is not None or smooth:
+        raise ConfigError("label maps and --smooth are for --method wct2 or photowct")
     if model is None:
         if method == "adain":
             net = _published_adain(weights)
@@ -593,6 +704,30 @@ def load_stylizer(
     if info.architecture == "adain":
         return AdaINStylizer(net, masks=masks, **arbitrary, **common)
     return WCTStylizer(net, **arbitrary, **common)
+
+
+def _photoreal(method, model, weights, masks, labels, smooth, arbitrary, common) -> Stylizer:
+    """A :class:`PhotorealStylizer` with the published weights (or ``weights``)."""
+    if model is not None:
+        raise ConfigError(
+            f"--method {method} uses its published weights; give their file or folder with "
+            "--weights, not --model"
+        )
+    if masks is not None:
+        raise ConfigError(
+            f"--mask is for AdaIN; {method} takes label maps: --content-mask and --style-mask"
+        )
+    if method == "wct2":
+        from brushwork.transfer.wct2 import load_published_wct2
+
+        net = load_published_wct2(weights)
+    else:
+        from brushwork.transfer.photowct import load_published_photowct
+
+        net = load_published_photowct(weights)
+    return PhotorealStylizer(
+        net, method=method, labels=labels, smooth=smooth, **arbitrary, **common
+    )
 
 
 def _published_adain(weights: str | Path | None) -> nn.Module:

@@ -52,9 +52,10 @@ class StyleStats(NamedTuple):
 
 @contextlib.contextmanager
 def _lapack_threads(device: torch.device) -> Iterator[None]:
-    """One thread for the small CPU eigen-decompositions: LAPACK's threading makes a
-    512 × 512 ``eigh`` slower with more threads (measured 0.10 s on one thread, 0.2 s
-    on two, and far worse when other processes share the cores)."""
+    """One thread for the C × C work of the transform on the CPU: threading makes a
+    512 × 512 ``eigh`` and the small products slower (measured: 0.10 s vs 0.2 s for one
+    ``eigh`` on two threads; WCT²'s sixteen transforms at 32² 0.2 s vs 0.7–2.2 s when
+    other processes share the cores)."""
     if device.type != "cpu" or torch.get_num_threads() == 1:
         yield
         return
@@ -68,8 +69,7 @@ def _lapack_threads(device: torch.device) -> Iterator[None]:
 
 def _eig(cov: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Eigenvalues/-vectors of a symmetric matrix (float64) with the tiny eigenvalues dropped."""
-    with _lapack_threads(cov.device):
-        values, vectors = torch.linalg.eigh(cov.double())
+    values, vectors = torch.linalg.eigh(cov.double())
     keep = values > eps * values.max().clamp_min(1e-30)
     return values[keep], vectors[:, keep]
 
@@ -108,9 +108,10 @@ def style_statistics(style: torch.Tensor, *, eps: float = 1e-5, ridge: float = 0
 
     ``ridge`` is added to the covariance's diagonal first (WCT² adds 1; PhotoWCT 0).
     """
-    mean, cov = _mean_cov(style.reshape(style.shape[0], -1))
-    values, vectors = _eig(_ridged(cov, ridge), eps)
-    colour = (vectors * values.sqrt()) @ vectors.T
+    with _lapack_threads(style.device):
+        mean, cov = _mean_cov(style.reshape(style.shape[0], -1))
+        values, vectors = _eig(_ridged(cov, ridge), eps)
+        colour = (vectors * values.sqrt()) @ vectors.T
     return StyleStats(mean, colour.float())
 
 
@@ -135,13 +136,14 @@ def whiten_colour(
         style's (on the subspace the content spans) and whose mean is the style's.
     """
     stats = style if isinstance(style, StyleStats) else style_statistics(style, eps=eps)
-    c, h, w = content.shape
-    _, centred, cov_c = _centred_stats(content.reshape(c, -1))
-    values, vectors = _eig(_ridged(cov_c, ridge), eps)
-    whiten = (vectors * values.rsqrt()) @ vectors.T
-    # One C × C matrix applied to the float32 features: cheap for large maps.
-    transform = (stats.colour.double() @ whiten).float()
-    out = torch.addmm(stats.mean.float(), transform, centred)
+    with _lapack_threads(content.device):
+        c, h, w = content.shape
+        _, centred, cov_c = _centred_stats(content.reshape(c, -1))
+        values, vectors = _eig(_ridged(cov_c, ridge), eps)
+        whiten = (vectors * values.rsqrt()) @ vectors.T
+        # One C × C matrix applied to the float32 features: cheap for large maps.
+        transform = (stats.colour.double() @ whiten).float()
+        out = torch.addmm(stats.mean.float(), transform, centred)
     return out.reshape(c, h, w).to(content.dtype)
 
 
