@@ -147,26 +147,31 @@ def affinity_diagonals(guide: torch.Tensor, *, eps: float = MATTING_EPS) -> torc
 
 
 def affinity_matrix(guide: torch.Tensor, *, eps: float = MATTING_EPS):
-    """The matting affinity W of a (3, H, W) image as a SciPy CSR matrix (HW × HW)."""
+    """The matting affinity W of a (3, H, W) image as a SciPy CSC matrix (HW × HW).
+
+    Built from the 25 diagonals directly (no COO sort): in row-major order pixel
+    (y, x) and (y + dy, x + dx) are dy·W + dx apart, and the entries that would wrap
+    around a row end are zero (no window holds both pixels).
+    """
     import scipy.sparse as sp
 
     diags = affinity_diagonals(guide, eps=eps).numpy()
     _, _, h, w = diags.shape
-    index = np.arange(h * w, dtype=np.int32).reshape(h, w)
-    rows, cols, data = [], [], []
+    n = h * w
+    offsets, data = [], []
     for oy in range(5):
         for ox in range(5):
-            dy, dx = oy - 2, ox - 2
-            ys = slice(max(0, -dy), h - max(0, dy))
-            xs = slice(max(0, -dx), w - max(0, dx))
-            yt = slice(max(0, dy), h + min(0, dy))
-            xt = slice(max(0, dx), w + min(0, dx))
-            rows.append(index[ys, xs].ravel())
-            cols.append(index[yt, xt].ravel())
-            data.append(diags[oy, ox, ys, xs].ravel())
-    return sp.csr_matrix(
-        (np.concatenate(data), (np.concatenate(rows), np.concatenate(cols))), shape=(h * w,) * 2
-    )
+            offset = (oy - 2) * w + (ox - 2)
+            # dia_matrix stores diagonal k's entry of column j at data[k, j].
+            column = np.zeros(n)
+            values = diags[oy, ox].ravel()  # indexed by the row i; column j = i + offset
+            if offset >= 0:
+                column[offset:] = values[: n - offset]
+            else:
+                column[:offset] = values[-offset:]
+            offsets.append(offset)
+            data.append(column)
+    return sp.dia_matrix((np.stack(data), np.array(offsets)), shape=(n, n)).tocsc()
 
 
 def smooth_exact(
