@@ -71,3 +71,15 @@ def test_cli_wct2_with_label_maps_and_smoothing(wct2_dir: Path, tmp_path: Path) 
     assert main(argv) == 0
     with Image.open(out) as img:
         assert img.size == (32, 24)
+
+
+def test_video_frames_through_the_feed_forward_video_method() -> None:
+    from brushwork.video import FeedForwardVideo
+
+    style = scene(6, 24, 24)
+    method = FeedForwardVideo(_tiny(WCT2Model(widths=TINY_WIDTHS), "wct2", style), stable=0.5)
+    first = scene(7, 24, 32)
+    second = torch.roll(first, 2, dims=-1)
+    out1 = method.stylise(first, [])
+    out2 = method.stylise(second, [(first, out1)])
+    assert out1.shape == first.shape and out2.shape == second.shape
