@@ -9,6 +9,7 @@ from tiny_flux import MAX_SEQUENCE_LENGTH, build_flux_pipeline, run_flux
 from brushwork.diffusion.attention import AttentionRecorder, RecordingSettings
 from brushwork.diffusion.backbones import backbone_for
 from brushwork.diffusion.backbones.flux import FluxBackbone, image_token_grid
+from brushwork.diffusion.concept_attention import ConceptAttention
 from brushwork.errors import ConfigError
 
 PROMPT = "a giraffe painting in the cubism style"
@@ -235,16 +236,18 @@ def test_unsupported_processor_is_refused_naming_the_layer(schnell_pipe):
     assert transformer.attn_processors == before
 
 
-def test_fused_projections_are_refused(schnell_pipe):
+def test_fused_projections_are_followed(schnell_pipe):
+    unfused, _ = _recorded(schnell_pipe, None)
     transformer = schnell_pipe.transformer
     transformer.fuse_qkv_projections()
     try:
+        fused, _ = _recorded(schnell_pipe, None)  # the hooked QK-norms run either way
         with pytest.raises(ConfigError, match=r"transformer_blocks\.0\.attn.*fused"):
-            AttentionRecorder(schnell_pipe).install()
+            ConceptAttention(schnell_pipe, ["cow", "sky"]).install()  # reads to_k / to_v
     finally:
         transformer.unfuse_qkv_projections()
-    recorder, _ = _recorded(schnell_pipe, None)
-    assert recorder.steps_recorded == [0, 1]
+    assert fused.steps_recorded == unfused.steps_recorded == [0, 1]
+    torch.testing.assert_close(fused.token_maps(), unfused.token_maps(), atol=1e-5, rtol=0)
 
 
 # --------------------------------------------------------------------------- grid, streams

@@ -236,6 +236,15 @@ class ConceptAttention(ProcessorPatch):
                 self._pipe, self.concepts, self.settings.max_sequence_length
             )
 
+        for layer in self.layers:  # the concept stream reads the to_k / to_v outputs
+            if getattr(self.denoiser.get_submodule(layer.name), "fused_projections", False):
+                raise self.backbone.unsupported(
+                    layer,
+                    self.denoiser.get_submodule(layer.name).processor,
+                    "runs fused QKV projections (to_qkv), whose keys and values ConceptAttention "
+                    "cannot hook (call pipe.transformer.unfuse_qkv_projections())",
+                )
+
         def make(processor: Any, layer: AttentionLayer) -> ObservingProcessor:
             kind = signature_mirroring_class(_ConceptProcessor, type(processor), "Concept")
             return kind(processor, self, layer)

@@ -11,9 +11,10 @@ A diffusers ``FluxTransformer2DModel`` has two kinds of blocks, both recorded:
 
 Every query and key is RMS-normalised per head (``norm_q``, ``norm_k``,
 ``norm_added_k``) and then rotated by the 3-axis rotary embedding of
-``cat(txt_ids, img_ids)``; the recorder sees them exactly so (diffusers'
-``apply_rotary_emb`` on the hooked projections). The maps live on the packed latent
-grid (2×2 latent patches: 64×64 tokens at 1024 px), read from ``img_ids``.
+``cat(txt_ids, img_ids)``; the recorder hooks the QK-norms' outputs (so it normalises
+nothing twice, and fused QKV projections work too) and applies the same rotation. The
+maps live on the packed latent grid (2×2 latent patches: 64×64 tokens at 1024 px), read
+from ``img_ids``.
 
 What the literature records: ConceptAttention (Helbling et al., 2025) reads the
 double-stream blocks only (its diffusers port defaults to blocks 10–17 of 19);
@@ -117,22 +118,21 @@ class FluxBackbone(Backbone):
         return layers
 
     def projections(self, attn: Any) -> dict[str, torch.nn.Module]:
-        roles = {"q": attn.to_q, "k": attn.to_k}
-        if attn.added_kv_proj_dim is not None:  # double-stream: text keys of their own
-            roles["text_k"] = attn.add_k_proj
+        """The QK-norms, whose outputs are the queries and keys before RoPE.
+
+        Hooking ``norm_q``/``norm_k`` (rather than ``to_q``/``to_k``) gives the tensors
+        exactly as the processor normalised them, ``(B, S, H, d)``, and the recorder
+        never normalises anything a second time.
+        """
+        roles = {"q": attn.norm_q, "k": attn.norm_k}
+        if getattr(attn, "added_kv_proj_dim", None) is not None:  # double-stream: own text keys
+            roles["text_k"] = attn.norm_added_k
         return roles
 
     def check_processor(self, layer: AttentionLayer, processor: Any) -> None:
         from diffusers.models.transformers.transformer_flux import FluxAttnProcessor
 
-        attn = self.denoiser.get_submodule(layer.name)
-        if getattr(attn, "fused_projections", False):
-            raise self.unsupported(
-                layer,
-                processor,
-                "runs fused QKV projections (to_qkv), which cannot be hooked (call "
-                "pipe.transformer.unfuse_qkv_projections())",
-            )
+        # Fused QKV projections (to_qkv) are fine: the hooked QK-norms run either way.
         if type(processor) is not FluxAttnProcessor:
             raise self.unsupported(
                 layer, processor, "is not diffusers' FluxAttnProcessor, whose layout is known"
@@ -249,21 +249,11 @@ class FluxBackbone(Backbone):
         """QK-normed image queries ``(B, S_img, H, d)`` and keys, before RoPE.
 
         The keys are ``(B, T + S_img, H, d)``, or ``(B, T, H, d)`` (the text keys only)
-        with ``image_keys=False``. Split into heads as the processor does
-        (``unflatten(-1, (-1, d))``); the norms work per token, so normalising a slice
-        equals slicing the normalised sequence.
+        with ``image_keys=False``; all are the hooked norms' outputs, sliced.
         """
-
-        def heads(projected: torch.Tensor) -> torch.Tensor:  # (B, S, H·d) -> (B, S, H, d)
-            return projected.unflatten(-1, (-1, attn.head_dim))
-
-        queries = heads(captured["q"])
-        if "text_k" in captured:  # double-stream: [text; image] concatenated here
-            keys = attn.norm_added_k(heads(captured["text_k"]))
-            if image_keys:
-                keys = torch.cat([keys, attn.norm_k(heads(captured["k"]))], dim=1)
-        else:  # single-stream: the projections already saw [text; image]
-            queries = queries[:, text_length:]
-            keys = heads(captured["k"])
-            keys = attn.norm_k(keys if image_keys else keys[:, :text_length])
-        return attn.norm_q(queries), keys
+        queries, keys = captured["q"], captured["k"]
+        if "text_k" in captured:  # double-stream: [text; image] joined as the processor does
+            text_keys = captured["text_k"]
+            return queries, torch.cat([text_keys, keys], dim=1) if image_keys else text_keys
+        # single-stream: the norms saw the whole [text; image] sequence
+        return queries[:, text_length:], keys if image_keys else keys[:, :text_length]

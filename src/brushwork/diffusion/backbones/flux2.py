@@ -7,8 +7,9 @@ A diffusers ``Flux2Transformer2DModel`` keeps Flux.1's two kinds of blocks:
   text first, as Flux.1.
 - ``single_transformer_blocks.{i}.attn`` (block ``"single"``, 48 in Flux.2 dev): a
   parallel block whose one projection ``to_qkv_mlp_proj`` gives Q, K, V *and* the MLP
-  input of the ``[text; image]`` sequence; the recorder hooks it and splits its output
-  as ``Flux2ParallelSelfAttnProcessor`` does.
+  input of the ``[text; image]`` sequence; its queries and keys then go through
+  ``norm_q``/``norm_k`` as in Flux.1, and the recorder hooks those norms (as for Flux.1),
+  so the fused projection needs no splitting here.
 
 The rotary embedding has 4 axes (t, h, w, l) and is computed separately for the text
 and image ids, then concatenated (text first); the map grid comes from ``img_ids``
@@ -36,25 +37,13 @@ MAX_SEQUENCE_LENGTH = 512
 class Flux2Backbone(FluxBackbone):
     """The Flux.2 family: double-stream and parallel single-stream attention layers."""
 
-    def projections(self, attn: Any) -> dict[str, torch.nn.Module]:
-        if hasattr(attn, "to_qkv_mlp_proj"):  # single-stream: Q, K, V and MLP in one
-            return {"qkv_mlp": attn.to_qkv_mlp_proj}
-        return super().projections(attn)
-
     def check_processor(self, layer: AttentionLayer, processor: Any) -> None:
         from diffusers.models.transformers.transformer_flux2 import (
             Flux2AttnProcessor,
             Flux2ParallelSelfAttnProcessor,
         )
 
-        attn = self.denoiser.get_submodule(layer.name)
-        if getattr(attn, "fused_projections", False):
-            raise self.unsupported(
-                layer,
-                processor,
-                "runs fused QKV projections (to_qkv), which cannot be hooked (call "
-                "pipe.transformer.unfuse_qkv_projections())",
-            )
+        # Fused QKV projections are fine: the hooked QK-norms run either way.
         known = Flux2ParallelSelfAttnProcessor if layer.block == "single" else Flux2AttnProcessor
         if type(processor) is not known:
             raise self.unsupported(
@@ -111,22 +100,3 @@ class Flux2Backbone(FluxBackbone):
                 torch.cat([text_sin, image_sin], dim=0),
             )
         return self._rotary
-
-    def queries_and_keys(
-        self,
-        attn: Any,
-        captured: dict[str, torch.Tensor],
-        text_length: int,
-        *,
-        image_keys: bool = True,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        if "qkv_mlp" not in captured:
-            return super().queries_and_keys(attn, captured, text_length, image_keys=image_keys)
-        projected = captured["qkv_mlp"]  # (B, T + S_img, 3·H·d + MLP)
-        qkv_dim = 3 * attn.inner_dim
-        mlp_dim = attn.mlp_hidden_dim * attn.mlp_mult_factor
-        local_qkv = projected.shape[-1] * qkv_dim // (qkv_dim + mlp_dim)
-        query, key, _value = projected[..., :local_qkv].chunk(3, dim=-1)
-        queries = query[:, text_length:].unflatten(-1, (-1, attn.head_dim))
-        keys = key if image_keys else key[:, :text_length]
-        return attn.norm_q(queries), attn.norm_k(keys.unflatten(-1, (-1, attn.head_dim)))

@@ -35,5 +35,6 @@ def rotate(x: torch.Tensor, turn: torch.Tensor) -> torch.Tensor:
     Equals ``apply_rotary_emb(x.float(), (cos, sin))`` for the tables ``turn`` came from:
     pair ``(x₂ᵢ, x₂ᵢ₊₁)`` becomes ``(x₂ᵢ·c − x₂ᵢ₊₁·s, x₂ᵢ₊₁·c + x₂ᵢ·s)``.
     """
-    pairs = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)).contiguous())
+    x = x.to(torch.float32, memory_format=torch.contiguous_format)  # one copy, whatever x is
+    pairs = torch.view_as_complex(x.unflatten(-1, (-1, 2)))
     return torch.view_as_real(pairs * turn).flatten(-2)
