@@ -124,6 +124,7 @@ def test_a_kohya_named_file_loads_with_its_alphas(sd, tmp_path):
     with apply_loras(pipe, [LoraSpec(kohya, 1.0)]):
         torch.testing.assert_close(_image(pipe, "sd"), expected, rtol=0, atol=1e-5)
     assert describe(lora)["layers"] == len(read_lora(a).modules())
+    assert "unet.up_blocks_1_attentions_0" in describe(lora)["blocks"]
 
 
 def test_b_lora_changes_only_the_named_blocks_and_parts_combine(tmp_path, training_images):

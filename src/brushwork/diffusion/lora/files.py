@@ -283,7 +283,14 @@ def describe(lora: LoraFile) -> dict[str, Any]:
     meta = lora.metadata
     info = lora.info
     blocks: dict[str, int] = {}
+    kohya = {"lora_unet_": "unet.", "lora_transformer_": "transformer.",
+             "lora_te1_": "text_encoder.", "lora_te2_": "text_encoder_2.",
+             "lora_te_": "text_encoder."}  # fmt: skip
     for name in lora.modules():
+        for prefix, component in kohya.items():
+            if name.startswith(prefix):
+                name = component + name[len(prefix) :]
+                break
         match = re.match(
             r"([a-z_0-9]+\.)?((down|up)_blocks[._]\d+[._]attentions[._]\d+|mid_block|"
             r"(single_)?transformer_blocks[._]\d+|[a-z_]+)",
