@@ -1,7 +1,8 @@
 """Photorealistic style transfer: WCT², PhotoWCT and the smoothing step (CPU, batch 1).
 
 Real-size architectures with seeded random weights in the published layouts (WCT² cat5:
-VGG-19 Haar encoder to relu4_1 + cat5 decoder; PhotoWCT: e1…e4 + d1…d4), through the
+VGG-19 Haar encoder to relu4_1 + cat5 decoder; ``wct2sum``: the published ``sum``
+decoder, a third of cat5's convolutions; PhotoWCT: e1…e4 + d1…d4), through the
 Stylizer (``load_stylizer``'s class; the style's statistics are computed once and cached,
 so the time is that of one content image). Smoothing: the closed-form matting solve
 (exact) and the guided filter (fast) of a stylised-looking image guided by a content
@@ -28,6 +29,7 @@ import time
 CONFIGS = (
     "wct2-fp32",
     "wct2-bf16",
+    "wct2sum-bf16",
     "photowct-fp32",
     "photowct-bf16",
     "smooth-exact",
@@ -57,7 +59,11 @@ def _network(name: str, size: int, repeats: int) -> dict:
 
     method, precision = name.split("-")
     torch.manual_seed(0)
-    model = WCT2Model() if method == "wct2" else PhotoWCTModel()
+    if method.startswith("wct2"):
+        model = WCT2Model("sum" if method == "wct2sum" else "cat5")
+        method = "wct2"
+    else:
+        model = PhotoWCTModel()
     for module in model.modules():  # He-scaled random weights (activations stay in range)
         if isinstance(module, torch.nn.Conv2d) and module.kernel_size == (3, 3):
             torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")

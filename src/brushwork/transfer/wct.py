@@ -108,8 +108,8 @@ def style_statistics(style: torch.Tensor, *, eps: float = 1e-5, ridge: float = 0
 
     ``ridge`` is added to the covariance's diagonal first (WCT² adds 1; PhotoWCT 0).
     """
+    mean, cov = _mean_cov(style.reshape(style.shape[0], -1))
     with _lapack_threads(style.device):
-        mean, cov = _mean_cov(style.reshape(style.shape[0], -1))
         values, vectors = _eig(_ridged(cov, ridge), eps)
         colour = (vectors * values.sqrt()) @ vectors.T
     return StyleStats(mean, colour.float())
@@ -136,14 +136,14 @@ def whiten_colour(
         style's (on the subspace the content spans) and whose mean is the style's.
     """
     stats = style if isinstance(style, StyleStats) else style_statistics(style, eps=eps)
+    c, h, w = content.shape
+    _, centred, cov_c = _centred_stats(content.reshape(c, -1))  # the large products: threaded
     with _lapack_threads(content.device):
-        c, h, w = content.shape
-        _, centred, cov_c = _centred_stats(content.reshape(c, -1))
         values, vectors = _eig(_ridged(cov_c, ridge), eps)
         whiten = (vectors * values.rsqrt()) @ vectors.T
         # One C × C matrix applied to the float32 features: cheap for large maps.
         transform = (stats.colour.double() @ whiten).float()
-        out = torch.addmm(stats.mean.float(), transform, centred)
+    out = torch.addmm(stats.mean.float(), transform, centred)
     return out.reshape(c, h, w).to(content.dtype)
 
 
