@@ -320,5 +320,6 @@ def _one(
 ) -> torch.Tensor:
     out = whiten_colour(content, stats, eps=eps, ridge=ridge)
     if clamp:
-        out = out.clamp(content.min(), content.max())
+        low, high = torch.aminmax(content)
+        out = out.clamp_(low, high)
     return out

@@ -137,12 +137,18 @@ def whiten_colour(
     """
     stats = style if isinstance(style, StyleStats) else style_statistics(style, eps=eps)
     c, h, w = content.shape
-    _, centred, cov_c = _centred_stats(content.reshape(c, -1))  # the large products: threaded
+    # Channels-last maps (the CPU fast path) are (C, N) views of their (N, C) memory: no copy.
+    pixels_major = content.stride(0) == 1 and c > 1
+    flat = content.permute(1, 2, 0).reshape(-1, c).T if pixels_major else content.reshape(c, -1)
+    _, centred, cov_c = _centred_stats(flat)  # the large products: threaded
     with _lapack_threads(content.device):
         values, vectors = _eig(_ridged(cov_c, ridge), eps)
         whiten = (vectors * values.rsqrt()) @ vectors.T
         # One C × C matrix applied to the float32 features: cheap for large maps.
         transform = (stats.colour.double() @ whiten).float()
+    if pixels_major:
+        out = torch.addmm(stats.mean.float().T, centred.T, transform.T)  # (N, C)
+        return out.reshape(h, w, c).permute(2, 0, 1).to(content.dtype)
     out = torch.addmm(stats.mean.float(), transform, centred)
     return out.reshape(c, h, w).to(content.dtype)
 
