@@ -97,3 +97,46 @@ def test_attend_with_a_lora(sd_folder, training_images, tmp_path):
     base, styled = attend("base"), attend("styled", "--lora", f"{lora}:1.5")
     assert (styled - base).abs().max() > 0.01
     assert torch.equal(attend("zero", "--lora", f"{lora}:0"), base)
+
+
+def test_stylize_styleid_with_a_lora(sd_folder, training_images, tmp_path):
+    from brushwork.image import save_image
+
+    lora = tmp_path / "l.safetensors"
+    _train(sd_folder, training_images, lora, "--steps", "2")
+    photo, style = tmp_path / "photo.png", tmp_path / "style.png"
+    save_image(torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(1)), photo)
+    save_image(torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(2)), style)
+
+    def stylize(name, *extra):
+        out = tmp_path / name
+        argv = ["stylize", str(photo), "--method", "styleid", "--style", str(style),
+                "--model", str(sd_folder), "--steps", "2", "--size", "32", "-o", str(out),
+                "--device", "cpu", "-q", *extra]  # fmt: skip
+        assert main(argv) == 0
+        return load_image(out)
+
+    base, styled = stylize("base.png"), stylize("styled.png", "--lora", f"{lora}:1.5")
+    assert (styled - base).abs().max() > 0.01
+    assert torch.equal(stylize("zero.png", "--lora", f"{lora}:0"), base)
+
+
+@pytest.mark.parametrize("method", ["controlnet", "styleid", "adain"])
+def test_stylize_lora_errors_before_loading(method, sd_folder, tmp_path, capsys):
+    from brushwork.image import save_image
+    from cli_testing import error_line
+
+    photo = tmp_path / "photo.png"
+    save_image(torch.rand(3, 16, 16), photo)
+    damaged = tmp_path / "bad.safetensors"
+    damaged.write_bytes(b"not a safetensors file")
+    argv = ["stylize", str(photo), "--method", method, "--style", str(photo),
+            "--model", str(sd_folder), "--lora", str(damaged),
+            "-o", str(tmp_path / "out.png")]  # fmt: skip
+    assert main(argv) == 1
+    line = error_line(capsys.readouterr().err)
+    if method == "adain":
+        assert "--lora is for the diffusion methods" in line
+    else:
+        assert "bad.safetensors" in line
+    assert not (tmp_path / "out.png").exists()

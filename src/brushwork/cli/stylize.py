@@ -199,6 +199,7 @@ def run(args: argparse.Namespace) -> int:
         return stylize_controlnet.run(args)
     if args.method in stylize_diffusion.METHODS:
         return stylize_diffusion.run(args)
+    _refuse_diffusion_flags(args)
     pairs, out_dir = _pairs(args)
     first = load_image(pairs[0][0])
     styles = [load_image(s) for s in args.style] if args.style else None
@@ -230,6 +231,24 @@ def run(args: argparse.Namespace) -> int:
         out_dir.mkdir(parents=True, exist_ok=True)
     _stylize_all(args, stylizer, pairs, first)
     return 0
+
+
+def _refuse_diffusion_flags(args: argparse.Namespace) -> None:
+    """The diffusion methods' flags, given to a feed-forward method, are an error."""
+    from brushwork.errors import ConfigError
+
+    for flag, value in (
+        ("--lora", getattr(args, "lora", None)),
+        ("--prompt", getattr(args, "prompt", None)),
+        ("--negative-prompt", getattr(args, "negative_prompt", None)),
+        ("--steps", getattr(args, "steps", None)),
+        ("--guidance-scale", getattr(args, "guidance_scale", None)),
+    ):
+        if value is not None:
+            raise ConfigError(
+                f"{flag} is for the diffusion methods (--method styleid or controlnet), not "
+                f"for {args.method or 'a feed-forward model'}"
+            )
 
 
 def _label_maps(args: argparse.Namespace, pairs, first, styles):

@@ -54,7 +54,8 @@ def _add(group: Any, *flags: str, **kwargs: Any) -> None:
 def add_shared_diffusion_arguments(group: Any) -> None:
     """The flags every diffusion method of ``stylize`` reads (added once, by whichever
     method comes first): ``--prompt``, ``--negative-prompt``, ``--steps``,
-    ``--guidance-scale``, ``--seed``. Defaults are ``None`` (each method has its own)."""
+    ``--guidance-scale``, ``--seed``, ``--lora``/``--fuse-lora``. Defaults are ``None``
+    (each method has its own)."""
     _add(group, "--prompt", default=None, help="what the photo shows (diffusion methods)")
     _add(group, "--negative-prompt", default=None, help="what the result should not show")
     _add(
@@ -73,6 +74,8 @@ def add_shared_diffusion_arguments(group: Any) -> None:
         help="classifier-free guidance scale (default: the method's)",
     )
     _add(group, "--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    with contextlib.suppress(argparse.ArgumentError):
+        options.add_lora(group)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -205,9 +208,13 @@ def run(args: argparse.Namespace) -> int:
     height, width = _fitted_sides(content.shape[-2:], long_side)
     device = check_run_memory(args, model, height, width, what="ControlNet stylisation")
     dtype = _dtype(args.precision, device)
+    from brushwork.cli.lora import read_lora_flags, use_loras
+
+    loras = read_lora_flags(args)  # missing or damaged files fail before any model loads
     controlnet = load_controlnet(guess_family(model), args.control, args.controlnet, dtype=dtype)
     annotator = load_annotator(args.control, args.annotator, device=device)
     pipe = load_pipeline(model, dtype=args.precision, device=args.device)
+    use_loras(args, pipe, loras)
     check_prompt(pipe.tokenizer, settings.prompt)
     pipe = controlnet_pipeline(pipe, controlnet.to(pipe.device))
     _load_style(args, pipe, pipeline_family(pipe))
