@@ -83,3 +83,27 @@ def test_video_frames_through_the_feed_forward_video_method() -> None:
     out1 = method.stylise(first, [])
     out2 = method.stylise(second, [(first, out1)])
     assert out1.shape == first.shape and out2.shape == second.shape
+
+
+def test_cli_video_with_a_photorealistic_method(wct2_dir: Path, tmp_path: Path, capsys) -> None:
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "video"))
+    from video_synth import moving_square_frames, write_video
+
+    from brushwork.video import probe_video
+
+    clip = write_video(tmp_path / "clip.mp4", moving_square_frames(count=4))
+    style = save_png(scene(5, 24, 32), tmp_path / "dusk.png")
+    out = tmp_path / "out.mp4"
+    argv = ["video", str(clip), "--method", "wct2", "--weights", str(wct2_dir),
+            "--style", str(style), "--smooth", "fast", "--size", "24", "-o", str(out),
+            "--device", "cpu", "-q"]  # fmt: skip
+    assert main(argv) == 0
+    assert probe_video(out).frame_count == 4
+    assert "warping error:" in capsys.readouterr().out
+    bad = ["video", str(clip), "--method", "adain", "--smooth", "--style", str(style),
+           "-o", str(tmp_path / "bad.mp4")]  # fmt: skip
+    assert main(bad) == 1
+    assert "--smooth is for --method wct2 or photowct" in capsys.readouterr().err
+    assert not (tmp_path / "bad.mp4").exists()

@@ -12,6 +12,7 @@ EPILOG = """examples:
   brushwork video clip.mp4 --style starry.jpg -o clip_starry.mp4          # Gatys + temporal loss
   brushwork video clip.mp4 --model starry.safetensors -o out.mp4          # feed-forward + flow
   brushwork video clip.mp4 --model adain.safetensors --style a.jpg --stable 0.8 -o out.mp4
+  brushwork video clip.mp4 --method wct2 --style dusk.jpg -o dusk.mp4     # photorealistic
   brushwork video clip.mp4 --style starry.jpg -o out.mp4 --resume         # continue a render
   brushwork video clip.mp4 --style starry.jpg -o out.mp4 --passes 5       # multi-pass (Ruder §3.3)
 
@@ -29,6 +30,10 @@ HELP = "video style transfer with temporal consistency"
 
 #: The option that gives each weight file this command uses (for missing-weights hints).
 WEIGHT_FLAGS = {"*": "--weights"}
+
+#: The feed-forward methods (as `brushwork stylize`'s); the photorealistic ones smooth.
+PHOTOREAL_METHODS = ("wct2", "photowct")
+FEEDFORWARD_METHODS = ("johnson", "adain", "wct", *PHOTOREAL_METHODS)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -61,7 +66,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--no-warping-error", action="store_true", help="skip the final measurement")
     options.add_quiet(p)
 
-    g = p.add_argument_group("feed-forward (--model)")
+    g = p.add_argument_group("feed-forward (--model, or --method with published weights)")
+    g.add_argument(
+        "--method",
+        choices=FEEDFORWARD_METHODS,
+        default=None,
+        help="a feed-forward method, as in `brushwork stylize`: adain, wct2 or photowct "
+        "without --model use the published weights (downloaded on first use, or --weights)",
+    )
+    options.add_smooth(g)
     g.add_argument("--stable", type=options.fraction, default=0.8, help="flow blending strength")
     g.add_argument("--alpha", type=options.fraction, default=1.0, help="AdaIN/WCT style strength")
     g.add_argument(
@@ -126,14 +139,17 @@ def run(args: argparse.Namespace) -> int:
     info = probe_video(args.input)  # a bad input fails before any network is loaded
     check_video_output(args.output, inputs=[args.input])
     styles = [load_image(path) for path in args.style or []]
-    if args.model is None and not styles:
+    feedforward = args.model is not None or args.method is not None
+    if not feedforward and not styles:
         raise ConfigError("give --style STYLE.jpg (Gatys) or --model MODEL (feed-forward)")
+    if args.smooth and args.method not in PHOTOREAL_METHODS:
+        raise ConfigError("--smooth is for --method wct2 or photowct")
     if args.size is not None and args.size < 16:
         raise ConfigError(f"--size must be at least 16 pixels, got {args.size}")
     device = resolve_device(args.device)
     resolve_precision(args.precision, device)  # fp16 on the CPU is refused here
     frame_size = _frame_size(info, args.size)
-    if args.model is not None:
+    if feedforward:
         _check_feedforward_memory(args, frame_size, styles, device)
         method = _feedforward(args, styles)
     else:
@@ -191,9 +207,10 @@ def _check_feedforward_memory(args, frame_size, styles, device) -> None:
     from brushwork.transfer.stylize import estimate_memory, model_method
 
     need = estimate_memory(
-        model_method(args.model),
+        model_method(args.model, args.method),
         frame_size,
         style_sizes=[tuple(s.shape[-2:]) for s in styles],
+        smooth=args.smooth,
         dtype_bytes=2 if _feedforward_precision(args.precision) in ("bf16", "fp16") else 4,
     )
     check_memory(need, device, what=_what(frame_size), limit_gib=args.memory_limit)
@@ -214,6 +231,9 @@ def _feedforward(args: argparse.Namespace, styles):
 
     stylizer = load_stylizer(
         args.model,
+        method=args.method,
+        weights=args.weights,
+        smooth=args.smooth,
         styles=styles or None,
         style_weights=args.style_weights,
         alpha=args.alpha,
@@ -228,7 +248,9 @@ def _feedforward(args: argparse.Namespace, styles):
         flow=args.flow,
         device="cpu",  # the stylizer moves frames to its own device and back
         description={
-            "model": str(args.model),
+            "model": None if args.model is None else str(args.model),
+            "method": args.method,
+            "smooth": args.smooth,
             "styles": list(args.style or []),
             "alpha": args.alpha,
             "preserve_color": args.preserve_color,
