@@ -139,8 +139,10 @@ def main() -> None:
             runs[config].append(json.loads(out.strip().splitlines()[-1]))
     import torch
 
-    ours, theirs = (torch.load(folder / f"{c}.pt") for c in ("brushwork", "reference"))
-    plain = torch.load(folder / "plain.pt")
+    ours, theirs = (
+        torch.load(folder / f"{c}.pt", weights_only=True) for c in ("brushwork", "reference")
+    )
+    plain = torch.load(folder / "plain.pt", weights_only=True)
     diff = float((ours - theirs).abs().max())
     ref_diff = float((ours[0] - plain[0]).abs().max())
 
