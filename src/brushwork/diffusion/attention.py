@@ -62,6 +62,7 @@ __all__ = [
     "ObservingProcessor",
     "ProcessorPatch",
     "RecordingSettings",
+    "batch_has_guidance",
     "bicubic_matrix",
     "cross_attention_layers",
     "signature_mirroring_class",
@@ -385,17 +386,7 @@ class AttentionRecorder(ProcessorPatch):
             self._step += 1
 
     def _uses_guidance(self) -> bool:
-        if callable(self._guidance):
-            return bool(self._guidance())
-        if self._guidance is not None:
-            return self._guidance
-        flag = self.backbone.guidance_in_batch(self._pipe)
-        if flag is None:
-            raise ConfigError(
-                "cannot tell whether the batch holds an unconditional half: pass "
-                "guidance=True/False to AttentionRecorder"
-            )
-        return bool(flag)
+        return batch_has_guidance(self._guidance, self.backbone, self._pipe, "AttentionRecorder")
 
     def _recording_now(self) -> bool:
         steps = self.settings.steps
@@ -520,6 +511,27 @@ class AttentionRecorder(ProcessorPatch):
                 "recorder.reset() between generations"
             )
         return buffers
+
+
+def batch_has_guidance(
+    guidance: bool | Callable[[], bool] | None, backbone: Backbone, pipe: Any, owner: str
+) -> bool:
+    """Whether this denoiser call's batch is [unconditional, conditional] halves.
+
+    ``guidance``: as given to ``owner`` (a flag, a function asked at each call, or
+    ``None``: the pipeline's own flag, read through the backbone).
+    """
+    if callable(guidance):
+        return bool(guidance())
+    if guidance is not None:
+        return guidance
+    flag = backbone.guidance_in_batch(pipe)
+    if flag is None:
+        raise ConfigError(
+            "cannot tell whether the batch holds an unconditional half: pass "
+            f"guidance=True/False to {owner}"
+        )
+    return bool(flag)
 
 
 class ObservingProcessor:

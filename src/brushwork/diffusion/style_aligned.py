@@ -56,6 +56,7 @@ from brushwork.diffusion.attention import (
     AttentionLayer,
     ObservingProcessor,
     ProcessorPatch,
+    batch_has_guidance,
     signature_mirroring_class,
 )
 from brushwork.errors import ConfigError
@@ -286,17 +287,7 @@ class StyleAligned(ProcessorPatch):
 
     # ------------------------------------------------------------------ batch layout
     def _uses_guidance(self) -> bool:
-        if callable(self._guidance):
-            return bool(self._guidance())
-        if self._guidance is not None:
-            return self._guidance
-        flag = self.backbone.guidance_in_batch(self._pipe)
-        if flag is None:
-            raise ConfigError(
-                "cannot tell whether the batch holds an unconditional half: pass "
-                "guidance=True/False to StyleAligned"
-            )
-        return bool(flag)
+        return batch_has_guidance(self._guidance, self.backbone, self._pipe, "StyleAligned")
 
     def groups(self, batch: int) -> list[tuple[int, list[int]]]:
         """(reference row, other rows) per guidance half of a UNet batch of ``batch`` rows."""
