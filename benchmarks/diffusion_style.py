@@ -43,7 +43,6 @@ import argparse
 import copy
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -52,48 +51,19 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+from editing import (  # benchmarks/editing.py: the same SD 1.5 UNet and memory readings
+    _peak_mb,
+    _rss_mb,
+)
+from editing import build_unet as sd15_unet
+
 CONFIGS = ("ours", "reference")
 GAMMA, TEMPERATURE = 0.75, 1.5
 
 
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        pages = int(f.read().split()[1])
-    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-def _peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def build_unet(device: str):
-    """SD 1.5's UNet (published config) with seeded random weights."""
-    import torch
-    from diffusers import UNet2DConditionModel
-
-    torch.manual_seed(0)
-    unet = UNet2DConditionModel(
-        sample_size=64,
-        in_channels=4,
-        out_channels=4,
-        layers_per_block=2,
-        block_out_channels=(320, 640, 1280, 1280),
-        down_block_types=(
-            "CrossAttnDownBlock2D",
-            "CrossAttnDownBlock2D",
-            "CrossAttnDownBlock2D",
-            "DownBlock2D",
-        ),
-        up_block_types=(
-            "UpBlock2D",
-            "CrossAttnUpBlock2D",
-            "CrossAttnUpBlock2D",
-            "CrossAttnUpBlock2D",
-        ),
-        cross_attention_dim=768,
-        attention_head_dim=8,
-    )
-    return unet.to(device).eval().requires_grad_(False)
+    """SD 1.5's UNet (published config) with seeded random weights, frozen."""
+    return sd15_unet(device).requires_grad_(False)
 
 
 def _scheduler():

@@ -29,12 +29,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from editing import _peak_mb  # benchmarks/editing.py: the same SD 1.5 UNet and peak reading
+from editing import build_unet as sd15_unet
 
 CONFIGS = {
     "textbook-r16": dict(kind="textbook", rank=16),
@@ -48,34 +50,19 @@ CONFIGS = {
 TRIGGER = "a painting in sks style"
 
 
-def _peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def build_pipeline(folder: Path):
     """SD 1.5 (published component configs) with seeded random weights."""
-    import torch
     from diffusers import (
         AutoencoderKL,
         DDIMScheduler,
         StableDiffusionPipeline,
-        UNet2DConditionModel,
     )
     from transformers import CLIPTextConfig, CLIPTextModel
 
     sys.path.insert(0, str(Path(__file__).parents[1] / "tests" / "diffusion"))
     from tiny_sd import tiny_tokenizer  # a real CLIP BPE tokenizer, small vocabulary
 
-    torch.manual_seed(0)
-    unet = UNet2DConditionModel(
-        sample_size=64,
-        layers_per_block=2,
-        block_out_channels=(320, 640, 1280, 1280),
-        down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
-        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
-        cross_attention_dim=768,
-        attention_head_dim=8,
-    )
+    unet = sd15_unet("cpu").train()  # seeded with 0, as a fresh module (train mode)
     vae = AutoencoderKL(
         block_out_channels=(128, 256, 512, 512),
         down_block_types=("DownEncoderBlock2D",) * 4,
