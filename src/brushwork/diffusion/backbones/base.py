@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from brushwork.diffusion.backbones.rotary import rotate
 from brushwork.diffusion.tokens import TextStream
 from brushwork.errors import ConfigError
 
@@ -80,8 +81,6 @@ class AttentionInputs:
         """``queries`` (a slice of :attr:`queries`, ``(..., S, d)``) rotated if needed."""
         if self.query_rotation is None:
             return queries
-        from brushwork.diffusion.backbones.rotary import rotate
-
         return rotate(queries, self.query_rotation)
 
 
