@@ -26,3 +26,22 @@ def smooth_image(seed: int, size: int = 32) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     image = torch.rand(1, 3, size, size, generator=g)
     return torch.nn.functional.avg_pool2d(image, 5, 1, 2, count_include_pad=False)[0]
+
+
+def unet_without_decoder_attention():
+    """A tiny SD-shaped UNet whose decoder has no attention (StyleID must refuse it)."""
+    from diffusers import UNet2DConditionModel
+
+    torch.manual_seed(0)
+    return UNet2DConditionModel(
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        sample_size=16,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+        cross_attention_dim=32,
+        attention_head_dim=4,
+        norm_num_groups=16,
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from styleid_tiny import build_pipeline, smooth_image
+from styleid_tiny import build_pipeline, smooth_image, unet_without_decoder_attention
 
 from brushwork.diffusion.inversion import ddim_invert, ddim_reconstruct, make_schedule
 from brushwork.diffusion.styleid import (
@@ -187,7 +187,6 @@ def test_cache_holds_the_injected_steps_only_and_matches_the_bound(pipes):
 
 
 def test_errors(pipes, tmp_path):
-    from diffusers import UNet2DConditionModel
 
     pipe = pipes["sd"]
     with pytest.raises(ConfigError, match=r"gamma .* \[0, 1\]"):
@@ -198,18 +197,7 @@ def test_errors(pipes, tmp_path):
         stylize_styleid(pipe, torch.rand(3, 30, 32), smooth_image(1), steps=1)
     with pytest.raises(ConfigError, match="no decoder self-attention layer"):
         stylize_styleid(pipe, smooth_image(0), smooth_image(1), steps=1, layers=["nope.attn1"])
-    plain = UNet2DConditionModel(
-        block_out_channels=(32, 64),
-        layers_per_block=1,
-        sample_size=16,
-        in_channels=4,
-        out_channels=4,
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "UpBlock2D"),
-        cross_attention_dim=32,
-        attention_head_dim=4,
-        norm_num_groups=16,
-    )
+    plain = unet_without_decoder_attention()
     with pytest.raises(ConfigError, match="no self-attention layers in its decoder"):
         StyleInjection(plain)
     with pytest.raises(ConfigError, match="needs a Stable Diffusion UNet"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from styleid_tiny import build_pipeline, smooth_image
+from styleid_tiny import build_pipeline, smooth_image, unet_without_decoder_attention
 
 
 @pytest.fixture(autouse=True)
@@ -82,23 +82,11 @@ def test_clear_errors_before_the_model_loads(saved, tmp_path, capsys, change, me
 
 
 def test_a_model_without_decoder_attention_is_refused(saved, tmp_path, capsys):
-    from diffusers import StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import StableDiffusionPipeline
 
     from brushwork.cli.main import main
 
-    torch.manual_seed(0)
-    unet = UNet2DConditionModel(
-        block_out_channels=(32, 64),
-        layers_per_block=1,
-        sample_size=16,
-        in_channels=4,
-        out_channels=4,
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "UpBlock2D"),
-        cross_attention_dim=32,
-        attention_head_dim=4,
-        norm_num_groups=16,
-    )
+    unet = unet_without_decoder_attention()
     pipe = StableDiffusionPipeline.from_pretrained(saved / "sd", unet=unet)
     pipe.save_pretrained(tmp_path / "plain")
     args = _args(saved, tmp_path / "out.png")
