@@ -28,7 +28,15 @@ from brushwork.errors import ConfigError, OutputPathError
 from brushwork.experiments.grid import PromptSpec
 from brushwork.experiments.metrics import METRIC_COLUMNS
 
-__all__ = ["DB_NAME", "ROW_KEYS", "StudyStore"]
+__all__ = [
+    "DB_NAME",
+    "ROW_KEYS",
+    "StudyStore",
+    "Transaction",
+    "open_database",
+    "plain_value",
+    "settings_changes",
+]
 
 DB_NAME = "study.sqlite"
 SCHEMA_VERSION = 1
@@ -55,6 +63,25 @@ CREATE TABLE IF NOT EXISTS rows (
 """
 
 
+def open_database(path: Path) -> sqlite3.Connection:
+    """A run store's SQLite connection: autocommit (transactions are explicit, see
+    :class:`Transaction`), WAL journal so that readers see a run while it writes, a 60 s
+    busy timeout for a second process on the same folder."""
+    db = sqlite3.connect(path, timeout=60, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    return db
+
+
+def settings_changes(stored: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
+    """``"key: stored X, now Y"`` for every key whose value differs (sorted by key)."""
+    return [
+        f"{key}: stored {stored.get(key)!r}, now {now.get(key)!r}"
+        for key in sorted(set(stored) | set(now))
+        if stored.get(key) != now.get(key)
+    ]
+
+
 class StudyStore:
     """Open (or create) the store of a run folder.
 
@@ -78,9 +105,7 @@ class StudyStore:
                 raise OutputPathError(
                     f"cannot create the run folder {self.folder}: {error}"
                 ) from error
-        self.db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db = open_database(self.path)
         self.db.executescript(_SCHEMA)
 
     def close(self) -> None:
@@ -109,11 +134,7 @@ class StudyStore:
         settings = json.loads(json.dumps(dict(settings)))  # canonical JSON types
         stored = self.settings()
         if stored is not None:
-            changed = [
-                f"{key}: stored {stored.get(key)!r}, now {settings.get(key)!r}"
-                for key in sorted(set(stored) | set(settings))
-                if stored.get(key) != settings.get(key)
-            ]
+            changed = settings_changes(stored, settings)
             if changed:
                 raise ConfigError(
                     f"the run in {self.folder} was made with other settings ("
@@ -172,11 +193,7 @@ class StudyStore:
                     (json.dumps(info, sort_keys=True),),
                 )
             return
-        changed = [
-            f"{key}: stored {stored.get(key)!r}, now {info.get(key)!r}"
-            for key in sorted(set(stored) | set(info))
-            if stored.get(key) != info.get(key)
-        ]
+        changed = settings_changes(stored, info)
         if changed:
             raise ConfigError(
                 f"the run in {self.folder} was made with another model ("
@@ -246,8 +263,8 @@ class StudyStore:
         ).fetchall()
 
     # -- writing -------------------------------------------------------------------------
-    def transaction(self) -> _Transaction:
-        return _Transaction(self.db)
+    def transaction(self) -> Transaction:
+        return Transaction(self.db)
 
     def write_batch(
         self,
@@ -258,7 +275,7 @@ class StudyStore:
         """Store a batch atomically: its rows, its done prompts (index → seconds each) and
         its failed prompts (index → error). Returns the number of rows written."""
         columns = (*ROW_KEYS, *METRIC_COLUMNS)
-        values = [tuple(_plain(row[c]) for c in columns) for row in rows]
+        values = [tuple(plain_value(row[c]) for c in columns) for row in rows]
         now = time.time()
         with self.transaction():
             self.db.executemany(
@@ -304,8 +321,8 @@ class StudyStore:
         return {name: [row[i] for row in fetched] for i, name in enumerate(names)}
 
 
-class _Transaction:
-    """``BEGIN IMMEDIATE`` … ``COMMIT`` (``ROLLBACK`` on error)."""
+class Transaction:
+    """``with Transaction(db):`` — ``BEGIN IMMEDIATE`` … ``COMMIT`` (``ROLLBACK`` on error)."""
 
     def __init__(self, db: sqlite3.Connection) -> None:
         self.db = db
@@ -333,7 +350,7 @@ def _spec(row: Sequence[Any]) -> PromptSpec:
     )
 
 
-def _plain(value: Any) -> Any:
+def plain_value(value: Any) -> Any:
     """numpy scalars → Python; NaN → NULL."""
     if hasattr(value, "item"):
         value = value.item()
