@@ -244,10 +244,15 @@ def add_deprecated(
 
 
 def add_output(
-    parser: argparse.ArgumentParser, what: str = "output image (.png, .jpg, .webp)"
+    parser: argparse.ArgumentParser,
+    what: str = "output image (.png, .jpg, .webp)",
+    *,
+    required: bool = True,
 ) -> None:
-    """``-o/--output`` (required)."""
-    parser.add_argument("-o", "--output", required=True, metavar="PATH", help=what)
+    """``-o/--output`` (required unless ``required=False``: a parser whose nested action
+    has its own ``-o``, e.g. ``benchmark`` and ``benchmark report``; the command then
+    checks it)."""
+    parser.add_argument("-o", "--output", required=required, metavar="PATH", help=what)
 
 
 def add_quiet(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
