@@ -59,6 +59,33 @@ WEIGHT_FLAGS = {
 }
 
 
+def add_network_options(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    """The flags that say where each metric's pretrained network comes from (shared by
+    ``evaluate`` and ``benchmark``; :func:`network_settings` reads them); returns their
+    group."""
+    g = parser.add_argument_group("models and weights")
+    g.add_argument("--lpips-net", choices=("alex", "vgg"), default="alex")
+    g.add_argument("--lpips-weights", metavar="PATH", help="LPIPS linear layers (alex.pth)")
+    g.add_argument("--lpips-trunk-weights", metavar="PATH", help="AlexNet/VGG-16 trunk file")
+    g.add_argument("--vgg-weights", metavar="PATH", help="VGG-19 file (content/Gram loss)")
+    g.add_argument("--inception-weights", metavar="PATH", help="FID Inception file")
+    g.add_argument("--art-inception-weights", metavar="PATH", help="ArtFID Inception file")
+    g.add_argument(
+        "--inception-size",
+        type=count(),
+        default=299,
+        metavar="N",
+        help="Inception input size (299: comparable FID; smaller only for quick checks)",
+    )
+    g.add_argument(
+        "--clip-model", default=None, metavar="ID|FOLDER", help="CLIP hub id or local folder"
+    )
+    g.add_argument(
+        "--dino-model", default=None, metavar="ID|FOLDER", help="DINO-ViT hub id or local folder"
+    )
+    return g
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "evaluate",
@@ -97,26 +124,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     g.add_argument("-o", "--output", metavar="FILE", help="per-item scores (.csv or .json)")
     g.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
 
-    g = p.add_argument_group("models and weights")
-    g.add_argument("--lpips-net", choices=("alex", "vgg"), default="alex")
-    g.add_argument("--lpips-weights", metavar="PATH", help="LPIPS linear layers (alex.pth)")
-    g.add_argument("--lpips-trunk-weights", metavar="PATH", help="AlexNet/VGG-16 trunk file")
-    g.add_argument("--vgg-weights", metavar="PATH", help="VGG-19 file (content/Gram loss)")
-    g.add_argument("--inception-weights", metavar="PATH", help="FID Inception file")
-    g.add_argument("--art-inception-weights", metavar="PATH", help="ArtFID Inception file")
-    g.add_argument(
-        "--inception-size",
-        type=count(),
-        default=299,
-        metavar="N",
-        help="Inception input size (299: comparable FID; smaller only for quick checks)",
-    )
-    g.add_argument(
-        "--clip-model", default=None, metavar="ID|FOLDER", help="CLIP hub id or local folder"
-    )
-    g.add_argument(
-        "--dino-model", default=None, metavar="ID|FOLDER", help="DINO-ViT hub id or local folder"
-    )
+    g = add_network_options(p)
     g.add_argument("--flow", choices=("dis", "farneback"), default="dis", help="optical flow")
 
     g = p.add_argument_group("running")
@@ -153,9 +161,9 @@ def _mode(args: argparse.Namespace) -> str:
     return "style"
 
 
-def settings_from(args: argparse.Namespace) -> EvaluationSettings:
-    """The library settings for the parsed command line."""
-    networks = NetworkSettings(
+def network_settings(args: argparse.Namespace) -> NetworkSettings:
+    """The :class:`NetworkSettings` of the flags of :func:`add_network_options`."""
+    return NetworkSettings(
         lpips_net=args.lpips_net,
         lpips_weights=args.lpips_weights,
         lpips_trunk_weights=args.lpips_trunk_weights,
@@ -166,6 +174,11 @@ def settings_from(args: argparse.Namespace) -> EvaluationSettings:
         clip_model=args.clip_model,
         dino_model=args.dino_model,
     )
+
+
+def settings_from(args: argparse.Namespace) -> EvaluationSettings:
+    """The library settings for the parsed command line."""
+    networks = network_settings(args)
     return EvaluationSettings(
         mode=_mode(args),
         results=tuple(args.compare) if args.compare else (args.results,),
