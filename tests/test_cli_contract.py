@@ -304,6 +304,11 @@ def _cases() -> list[Case]:
     train = BASE["train johnson"]
     cases.append(Case("train johnson", "--crop-size 100000", _with(train, "--crop-size", "100000")))
     cases.append(Case("train johnson", "--crop-size 0", _with(train, "--crop-size", "0")))
+    cases.append(Case("train johnson", "--arch huge", _with(train, "--arch", "huge")))
+    stylize = BASE["stylize"]
+    for value in ("0", "8", "-5"):
+        cases.append(Case("stylize", f"--process-size {value}",
+                          _with(stylize, "--process-size", value)))  # fmt: skip
     mask = BASE["transfer"]
     cases.append(Case("transfer", "two masks, one style", f"{mask} --mask {{mask}} {{mask}}"))
     cases.append(Case("transfer", "mask of another aspect", f"{mask} --mask {{mask_wide}}"))

@@ -355,6 +355,18 @@ def _long_side(text: str) -> int:
     return first
 
 
+def add_process_size(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``--process-size N``: run a feed-forward network at a long side of at most N, upscale."""
+    parser.add_argument(
+        "--process-size",
+        type=count(16),
+        default=None,
+        metavar="N",
+        help="run the network with the long side at most N px and upscale its output "
+        "(bicubic) to the image's size: faster, softer (default: full size)",
+    )
+
+
 def add_memory_limit(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     """``--memory-limit GIB``: the memory a run may plan to use (0: no check)."""
     parser.add_argument(

@@ -93,6 +93,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "--tile", type=options.count(16), default=None, help="tile side for large images"
     )
     p.add_argument("--tile-overlap", type=options.count(0), default=64, help="tile overlap")
+    options.add_process_size(p)
     options.add_device(p)
     options.add_precision(p, default="fp32", what="network precision")
     p.add_argument(
@@ -226,6 +227,7 @@ def run(args: argparse.Namespace) -> int:
         compile=args.compile,
         labels=labels,
         smooth=args.smooth,
+        process_size=args.process_size,
     )
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -290,6 +291,47 @@ def reinitialise(model: nn.Module, generator: torch.Generator) -> None:
                 module.weight.uniform_(-bound, bound, generator=generator)
                 if module.bias is not None:
                     module.bias.uniform_(-bound, bound, generator=generator)
+
+
+#: Environment variable naming brushwork's cache folder (default ``~/.cache/brushwork``).
+ENV_CACHE_DIR = "BRUSHWORK_CACHE_DIR"
+
+
+def compile_cache_dir() -> Path:
+    """Where compiled graphs are kept: ``$BRUSHWORK_CACHE_DIR/inductor``.
+
+    ``$BRUSHWORK_CACHE_DIR`` defaults to ``$XDG_CACHE_HOME/brushwork`` (``~/.cache/brushwork``).
+    """
+    root = os.environ.get(ENV_CACHE_DIR) or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "brushwork"
+    )
+    return Path(root) / "inductor"
+
+
+def enable_compile_cache() -> Path:
+    """Keep ``torch.compile``'s work on disk so a later process reuses it; returns the folder.
+
+    Turns on inductor's FX graph cache and the AOTAutograd cache and points
+    ``TORCHINDUCTOR_CACHE_DIR`` at :func:`compile_cache_dir` (unless the user set it), so
+    that a second process compiling the same network for the same size loads the
+    generated kernels instead of generating them again (``benchmarks/feedforward.py
+    --compile-cache`` measures both processes).
+    """
+    import torch._functorch.config as functorch_config
+    import torch._inductor.config as inductor_config
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    # Importing inductor sets the variable to its default (a folder under /tmp, which
+    # does not survive a reboot): only a value the user chose is kept.
+    given = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    if not given or os.path.abspath(given) == os.path.abspath(default_cache_dir()):
+        folder = compile_cache_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(folder)
+    inductor_config.fx_graph_cache = True
+    if hasattr(functorch_config, "enable_autograd_cache"):
+        functorch_config.enable_autograd_cache = True
+    return Path(os.environ["TORCHINDUCTOR_CACHE_DIR"])
 
 
 def pad_to_multiple(images: torch.Tensor, multiple: int) -> tuple[torch.Tensor, int, int]:

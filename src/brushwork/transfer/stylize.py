@@ -127,7 +127,7 @@ class Stylizer:
                 out = self._padded(small)
             if small is not x:  # processed smaller: back to the input's size
                 out = torch.nn.functional.interpolate(
-                    out, size=tuple(x.shape[-2:]), mode="bicubic", align_corners=False
+                    out.clamp(0, 1), size=tuple(x.shape[-2:]), mode="bicubic", align_corners=False
                 )
             out = self._recoloured(out.clamp(0, 1), x)
         return out.to(source)
@@ -196,6 +196,10 @@ class JohnsonStylizer(Stylizer):
         net = _fast(net, self.device, self.dtype)
         if self.device.type == "cpu":
             net = _blocked_last_layer(net)
+        if compile:
+            from brushwork.transfer.johnson import enable_compile_cache
+
+            enable_compile_cache()  # a later process reuses the compiled graphs
         self.net = torch.compile(net) if compile else net
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
