@@ -1,0 +1,124 @@
+"""The app: every tab in one ``gr.Blocks``, served locally.
+
+Example::
+
+    from brushwork.ui.app import build_app, launch
+    from brushwork.ui.common import UISettings
+
+    app = build_app(UISettings(model="path/to/sd15"))
+    server = launch(app, port=7860, block=False)     # http://127.0.0.1:7860
+    ...
+    server.close()
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from brushwork.errors import ConfigError
+from brushwork.ui.common import Session, UISettings
+
+#: (title, module) of each tab, in order.
+TABS = (
+    ("Style transfer", "transfer"),
+    ("Attention maps", "attention"),
+    ("Edit", "edit"),
+    ("Generate", "generate"),
+    ("Evaluate", "evaluate"),
+    ("Study", "study"),
+)
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 7860
+
+INTRO = (
+    "# brushwork\nArtistic style in images. Every tab runs the same library functions as "
+    "the `brushwork` command and shows the equivalent command line. Models load on first "
+    "use and stay loaded for this browser session; one job runs at a time per kind of model "
+    "(others wait in the queue)."
+)
+
+
+def _offline_gradio() -> None:
+    """No analytics, no update check: the app never phones home."""
+    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+    os.environ.setdefault("GRADIO_TELEMETRY_ENABLED", "False")
+
+
+def import_gradio() -> Any:
+    """Gradio, or one line saying how to install it."""
+    _offline_gradio()
+    try:
+        import gradio
+    except ImportError as error:
+        raise ConfigError("the web app needs Gradio: pip install 'brushwork[ui]'") from error
+    return gradio
+
+
+def build_app(settings: UISettings | None = None) -> Any:
+    """The ``gr.Blocks`` app with every tab (nothing loads until a tab needs it)."""
+    import importlib
+
+    gr = import_gradio()
+    settings = settings or UISettings()
+    with gr.Blocks(title="brushwork", analytics_enabled=False) as app:
+        gr.Markdown(INTRO)
+        session_state = gr.State(lambda: Session(settings))
+        for title, module_name in TABS:
+            module = importlib.import_module(f"brushwork.ui.{module_name}")
+            with gr.Tab(title, id=module_name, elem_id=f"tab-{module_name}"):
+                module.build(session_state, settings)
+    app.queue(default_concurrency_limit=1)
+    return app
+
+
+@dataclass
+class Server:
+    """A running app: its address, and :meth:`close` to stop it."""
+
+    app: Any
+    url: str
+
+    def close(self) -> None:
+        self.app.close()
+
+
+def launch(
+    app: Any,
+    *,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    share: bool = False,
+    block: bool = True,
+    quiet: bool = False,
+) -> Server:
+    """Serve ``app`` on ``host:port`` (127.0.0.1 by default; ``share`` only when asked).
+
+    ``block=False`` returns at once with the running :class:`Server`.
+    """
+    import tempfile
+
+    try:
+        app.launch(
+            server_name=host,
+            server_port=port,
+            share=share,
+            inbrowser=False,
+            prevent_thread_lock=True,
+            quiet=quiet,
+            ssr_mode=False,
+            show_error=True,
+            footer_links=[],
+            allowed_paths=[tempfile.gettempdir()],
+        )
+    except OSError as error:
+        raise ConfigError(f"cannot serve on {host}:{port}: {error}") from error
+    url = app.local_url or f"http://{host}:{port}/"
+    server = Server(app, url)
+    if block:
+        try:
+            app.block_thread()
+        finally:
+            server.close()
+    return server

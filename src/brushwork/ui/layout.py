@@ -1,0 +1,74 @@
+"""Widgets every tab uses the same way: Run/Cancel buttons, the busy state, the queue."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from brushwork.ui.common import request_cancel
+
+
+def with_progress(handler: Callable) -> Callable:
+    """``handler`` with Gradio's progress tracker as its ``progress`` argument."""
+    import functools
+
+    import gradio as gr
+
+    if inspect.isgeneratorfunction(handler):
+
+        @functools.wraps(handler, assigned=("__module__", "__name__", "__doc__"))
+        def generator(*args: Any, progress=gr.Progress()):  # noqa: B008 - Gradio's idiom
+            yield from handler(*args, progress=progress)
+
+        return generator
+
+    @functools.wraps(handler, assigned=("__module__", "__name__", "__doc__"))
+    def plain(*args: Any, progress=gr.Progress()):  # noqa: B008 - Gradio's idiom
+        return handler(*args, progress=progress)
+
+    return plain
+
+
+def run_controls(
+    name: str,
+    handler: Callable,
+    inputs: Sequence[Any],
+    outputs: Sequence[Any],
+    session_state: Any,
+    status: Any,
+    *,
+    concurrency_id: str,
+    label: str = "Run",
+) -> Any:
+    """Run and Cancel buttons for ``handler``; returns the job's event.
+
+    One job at a time per ``concurrency_id`` (a model kind) across every session: the
+    others wait in Gradio's queue and see their place in it. While a job runs its Run
+    button says "Running…" and is disabled; Cancel stops it at its next step.
+    """
+    import gradio as gr
+
+    with gr.Row():
+        run = gr.Button(label, variant="primary", elem_id=f"{name}-run")
+        cancel = gr.Button("Cancel", variant="stop", elem_id=f"{name}-cancel")
+    busy = run.click(
+        lambda: gr.update(value="Running…", interactive=False), None, [run], queue=False
+    )
+    job = busy.then(
+        with_progress(handler),
+        list(inputs),
+        list(outputs),
+        concurrency_limit=1,
+        concurrency_id=concurrency_id,
+        show_progress="full",
+    )
+    job.then(lambda: gr.update(value=label, interactive=True), None, [run], queue=False)
+    cancel.click(
+        lambda session: (request_cancel(session), gr.update(value=label, interactive=True)),
+        [session_state],
+        [status, run],
+        cancels=[job],
+        queue=False,
+    )
+    return job
