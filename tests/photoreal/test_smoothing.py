@@ -9,6 +9,7 @@ from brushwork.errors import ConfigError
 from brushwork.transfer.smoothing import (
     SmoothSettings,
     affinity_matrix,
+    nested_dissection_order,
     smooth,
     smooth_exact,
     smooth_fast,
@@ -72,3 +73,23 @@ def test_bad_smoothing_inputs_are_clear_errors() -> None:
         smooth(torch.zeros(3, 8, 8), torch.zeros(3, 8, 8), "exakt")
     with pytest.raises(ConfigError, match="beta"):
         smooth_exact(torch.zeros(3, 8, 8), torch.zeros(3, 8, 8), SmoothSettings(beta=1.0))
+
+
+def test_nested_dissection_order_is_a_permutation_with_less_fill_than_row_order() -> None:
+    import numpy as np
+    import scipy.sparse as sp
+    import scipy.sparse.linalg as spl
+
+    n = 40
+    order = nested_dissection_order(n, n)
+    assert sorted(order.tolist()) == list(range(n * n))
+    w = affinity_matrix(_guide(n))
+    degree = np.asarray(w.sum(axis=1)).ravel()
+    system = (sp.diags(1.0001 * degree) - w).tocsc()
+
+    def fill(matrix) -> int:
+        kw = {"diag_pivot_thresh": 0.0, "options": {"SymmetricMode": True}}
+        lu = spl.splu(matrix.tocsc(), permc_spec="NATURAL", **kw)
+        return lu.L.nnz + lu.U.nnz
+
+    assert fill(system[order][:, order]) < 0.8 * fill(system)  # 0.74 measured at 40²

@@ -12,7 +12,8 @@ and stays close to Y::
 with W the matting affinity of the *content* image (Levin et al. 2008: 3 × 3 windows,
 ε = 1e-7), D its row sums, λ = 1e-4 (β = 0.9999) as in the reference. :func:`smooth_exact`
 builds W (25 diagonals: two pixels interact when one 3 × 3 window holds both) and solves
-the sparse system with SciPy's SuperLU (one factorisation, three right-hand sides).
+the sparse system with SciPy's SuperLU in a nested-dissection order (one factorisation,
+three right-hand sides).
 :func:`smooth_fast` is the reference's fast approximation: the guided image filter
 (He et al. 2013) of Y with the content as guide, radius 35.
 
@@ -174,6 +175,37 @@ def affinity_matrix(guide: torch.Tensor, *, eps: float = MATTING_EPS):
     return sp.dia_matrix((np.stack(data), np.array(offsets)), shape=(n, n)).tocsc()
 
 
+def nested_dissection_order(height: int, width: int, *, leaf: int = 8) -> np.ndarray:
+    """A nested-dissection elimination order of a height × width pixel grid, (H·W,) int64.
+
+    The grid is cut in halves by separators two pixels wide (the matting affinity
+    couples pixels up to two apart), each half ordered the same way, the separator
+    last; blocks of at most ``leaf`` × ``leaf`` / 4 pixels are ordered row by row.
+    Indices are row-major pixel numbers.
+    """
+    grid = np.arange(height * width, dtype=np.int64).reshape(height, width)
+    parts: list[np.ndarray] = []
+
+    def order(block: np.ndarray) -> None:
+        h, w = block.shape
+        if h * w <= leaf * leaf // 4 or min(h, w) < 6:
+            parts.append(block.ravel())
+            return
+        if h >= w:
+            cut = h // 2
+            order(block[:cut])
+            order(block[cut + 2 :])
+            parts.append(block[cut : cut + 2].ravel())
+        else:
+            cut = w // 2
+            order(block[:, :cut])
+            order(block[:, cut + 2 :])
+            parts.append(block[:, cut : cut + 2].ravel())
+
+    order(grid)
+    return np.concatenate(parts)
+
+
 def smooth_exact(
     image: torch.Tensor, guide: torch.Tensor, settings: SmoothSettings | None = None
 ) -> torch.Tensor:
@@ -211,17 +243,20 @@ def smooth_exact(
         # ((1 + λ) D − W) R = λ D Y: the same energy with the fidelity weighted by D.
         system = (sp.diags((1.0 + lam) * degree) - weights).tocsc()
         fidelity = lam * degree
-    # Symmetric positive definite: a symmetric ordering without pivoting keeps the
-    # fill-in (and the time) about half of SuperLU's default. Single precision halves
-    # memory and time again; its error (≈1e-4 of the [0, 1] range) is far below 8 bits.
+    # Symmetric positive definite: no pivoting, and a nested-dissection order of the
+    # pixel grid (fill-in about 0.8 of SuperLU's minimum degree, and as much less time).
+    # Single precision halves memory and time again; its error (≈1e-4 of the [0, 1]
+    # range) is far below 8 bits.
+    order = nested_dissection_order(h + 2 * PAD, w + 2 * PAD)
     lu = spl.splu(
-        system.astype(np.float32),
-        permc_spec="MMD_AT_PLUS_A",
+        system[order][:, order].tocsc().astype(np.float32),
+        permc_spec="NATURAL",
         diag_pivot_thresh=0.0,
         options={"SymmetricMode": True},
     )
     rhs = fidelity[:, None] * y.reshape(3, n).T.numpy()
-    solved = lu.solve(np.ascontiguousarray(rhs, dtype=np.float32))
+    solved = np.empty_like(rhs, dtype=np.float32)
+    solved[order] = lu.solve(np.ascontiguousarray(rhs[order], dtype=np.float32))
     out = torch.from_numpy(np.ascontiguousarray(solved.T)).reshape(3, h + 2 * PAD, w + 2 * PAD)
     out = out[:, PAD : PAD + h, PAD : PAD + w].float().clamp(0, 1)
     return out.to(image.device)
