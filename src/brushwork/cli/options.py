@@ -45,6 +45,7 @@ __all__ = [
     "add_precision",
     "add_preserve_color",
     "add_quiet",
+    "add_regions",
     "add_rule",
     "add_seed",
     "add_size",
@@ -549,3 +550,82 @@ def add_rule(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
         help="a word of several tokens: mean of its tokens' maps (DAAM) or the first "
         "token's (default: %(default)s)",
     )
+
+
+#: The diffusion model that maps the caption's words on an existing image (regions).
+MAPS_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+
+
+def add_regions(
+    parser: argparse.ArgumentParser,
+    *,
+    maps_model: bool = True,
+    per_style_masks: bool = True,
+) -> argparse._ArgumentGroup:
+    """Regional style from words: ``--caption``, ``--region``, ``--mask`` and the mask options.
+
+    ``--region WORDS=STYLE`` (repeatable; ``rest=photo``/``rest=STYLE`` for what no word
+    claims) lands in ``args.region`` as strings; ``--mask`` takes ``WORD=PNG`` (an edited
+    region mask) and, where ``per_style_masks``, also plain files (one mask per
+    ``--style``). ``maps_model``: offer ``--maps-model`` (commands that map an existing
+    image; ``generate`` maps its own generation).
+    """
+    g = parser.add_argument_group("regional style from words (brushwork regions shows the masks)")
+    g.add_argument(
+        "--caption",
+        default=None,
+        metavar="TEXT",
+        help="what the image shows; the --region words are looked up in it",
+    )
+    g.add_argument(
+        "--region",
+        action="append",
+        default=None,
+        metavar="WORDS=STYLE",
+        help='a region and its style: cow=rembrandt.jpg, "hill,sky"=monet.jpg; rest=photo '
+        "(the default) keeps the image where no word is, rest=STYLE styles it; repeat",
+    )
+    plain = "one mask per --style (regional style), or " if per_style_masks else ""
+    g.add_argument(
+        "--mask",
+        nargs="+",
+        action="extend",
+        default=None,
+        metavar="MASK",
+        help=f"{plain}WORD=PNG: an edited mask of a region word (e.g. from brushwork regions) "
+        "used instead of its word map",
+    )
+    if maps_model:
+        g.add_argument(
+            "--maps-model",
+            default=MAPS_MODEL,
+            metavar="ID|FOLDER",
+            help="diffusion model that maps the words on the image (default: %(default)s)",
+        )
+    g.add_argument(
+        "--region-temperature",
+        type=positive_float,
+        default=0.1,
+        help="softness of the competition between words (small: hard edges)",
+    )
+    g.add_argument(
+        "--region-threshold",
+        type=fraction,
+        default=0.4,
+        help="map strength (0..1) a word needs to claim a pixel from rest",
+    )
+    g.add_argument(
+        "--region-feather",
+        type=fraction,
+        default=0.01,
+        metavar="FRACTION",
+        help="edge blur, as a fraction of the long side (0: none)",
+    )
+    g.add_argument(
+        "--region-min-area",
+        type=fraction,
+        default=0.005,
+        metavar="FRACTION",
+        help="pieces of a region smaller than this share of the image are dropped",
+    )
+    return g
