@@ -150,6 +150,9 @@ def test_cli_trains_light_and_stylizes_at_a_process_size(
     info, _ = modelfile.read_info(model)
     assert info.config["arch"] == "light" and info.config["growth"] == 1
     assert info.config["decoder_channels"] == [8, 4] and info.config["channels"] == 8
+    assert info.config["separable"] is False
+    assert main([*argv, "--separable", "--weights", str(vgg), "--device", "cpu", "-q"]) == 0
+    assert modelfile.read_info(model)[0].config["separable"] is True
     content = content_dir / "img00.png"
     out = tmp_path / "out.png"
     argv = ["stylize", str(content), "--model", str(model), "-o", str(out), "--device", "cpu"]
