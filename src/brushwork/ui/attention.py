@@ -219,6 +219,9 @@ def build(session_state: Any, settings: Any) -> None:
                 elem_id="attention-prompt",
             )
             model = gr.Textbox(label="Model (Hub id or folder)", value=settings.model)
+            suggest = gr.Button(
+                "Suggest words from the prompt's tokens", elem_id="attention-suggest"
+            )
             suggested = gr.CheckboxGroup(
                 [], label="Words in the prompt (tick to use)", elem_id="attention-suggested"
             )
@@ -247,7 +250,6 @@ def build(session_state: Any, settings: Any) -> None:
             files = gr.File(label="Download (image, sheet, raw maps)", file_count="multiple")
     cli = gr.Textbox(label="Equivalent command", interactive=False)
     status = gr.Markdown(elem_id="attention-status")
-    suggest = gr.Button("Suggest words from the prompt's tokens", elem_id="attention-suggest")
     suggest.click(suggest_words, [session_state, model, prompt], [suggested])
     suggested.input(chosen_words, [suggested], [chosen], queue=False)
     threshold.release(rethreshold, [session_state, threshold], [masks])

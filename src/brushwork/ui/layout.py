@@ -11,22 +11,20 @@ from brushwork.ui.common import request_cancel
 
 def with_progress(handler: Callable) -> Callable:
     """``handler`` with Gradio's progress tracker as its ``progress`` argument."""
-    import functools
-
     import gradio as gr
 
     if inspect.isgeneratorfunction(handler):
 
-        @functools.wraps(handler, assigned=("__module__", "__name__", "__doc__"))
         def generator(*args: Any, progress=gr.Progress()):  # noqa: B008 - Gradio's idiom
             yield from handler(*args, progress=progress)
 
-        return generator
+        generator.__name__ = handler.__name__
+        return generator  # no __wrapped__: Gradio must see this signature, with its tracker
 
-    @functools.wraps(handler, assigned=("__module__", "__name__", "__doc__"))
     def plain(*args: Any, progress=gr.Progress()):  # noqa: B008 - Gradio's idiom
         return handler(*args, progress=progress)
 
+    plain.__name__ = handler.__name__
     return plain
 
 
