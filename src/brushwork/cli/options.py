@@ -45,6 +45,7 @@ __all__ = [
     "add_precision",
     "add_preserve_color",
     "add_quiet",
+    "add_region_mask_options",
     "add_regions",
     "add_rule",
     "add_seed",
@@ -602,6 +603,13 @@ def add_regions(
             metavar="ID|FOLDER",
             help="diffusion model that maps the words on the image (default: %(default)s)",
         )
+    add_region_mask_options(g)
+    return g
+
+
+def add_region_mask_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """How word maps become region masks (``brushwork.regional.masks.MaskSettings``)."""
+    g = parser
     g.add_argument(
         "--region-temperature",
         type=positive_float,
@@ -628,4 +636,3 @@ def add_regions(
         metavar="FRACTION",
         help="pieces of a region smaller than this share of the image are dropped",
     )
-    return g
