@@ -36,6 +36,7 @@ SUBCOMMANDS: dict[str, str] = {
     "generate": "brushwork.cli.generate",
     "study": "brushwork.cli.study",
     "lora": "brushwork.cli.lora",
+    "regions": "brushwork.cli.regions",
 }
 
 
