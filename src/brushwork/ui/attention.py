@@ -64,8 +64,10 @@ def suggest_words(session: Session, model: str, prompt: str) -> Any:
         found.append(current)
     suggestions = []
     for word in found:
-        if word.isalnum() and word.lower() not in STOP_WORDS and word not in suggestions:
-            suggestions.append(word)
+        at = prompt.lower().find(word.lower())
+        spelled = prompt[at : at + len(word)] if at >= 0 else word  # the prompt's case
+        if word.isalnum() and word.lower() not in STOP_WORDS and spelled not in suggestions:
+            suggestions.append(spelled)
     return gr.update(choices=suggestions, value=[])
 
 
