@@ -399,6 +399,11 @@ def _cases() -> list[Case]:
     cases.append(Case("generate", "--lora not safetensors", f"{generate} --lora {{not_image}}"))
     cases.append(Case("lora info", "nonexistent file", "lora info {missing}"))
     cases.append(Case("lora info", "not safetensors", "lora info {not_image}"))
+    cases.append(Case("ui", "--port 0", "ui --port 0"))
+    cases.append(Case("ui", "--port 70000", "ui --port 70000"))
+    cases.append(Case("ui", "--device gpu7", "ui --device gpu7"))
+    cases.append(Case("ui", "--model folder missing", "ui --model {missing}"))
+    cases.append(Case("ui", "--share maybe", "ui --share maybe"))
     return cases
 
 

@@ -37,6 +37,7 @@ SUBCOMMANDS: dict[str, str] = {
     "study": "brushwork.cli.study",
     "lora": "brushwork.cli.lora",
     "regions": "brushwork.cli.regions",
+    "ui": "brushwork.cli.ui",
 }
 
 
