@@ -133,13 +133,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help="style size relative to the output",
     )
     options.add_preserve_color(g)
-    g.add_argument(
-        "--mask",
-        nargs="+",
-        default=None,
-        metavar="MASK",
-        help="one mask per style (regional style), of the content's aspect ratio",
-    )
+    options.add_regions(p)
 
     g = p.add_argument_group("running")
     options.add_device(g)
@@ -180,6 +174,7 @@ def style_paths(args: argparse.Namespace) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from brushwork.cli.regions import read_region_flags
     from brushwork.image import check_output_path, load_image
     from brushwork.resources import check_memory
     from brushwork.transfer.gatys import (
@@ -189,7 +184,8 @@ def run(args: argparse.Namespace) -> int:
         planned_schedule,
     )
 
-    styles_given = style_paths(args)
+    regions = read_region_flags(args)
+    styles_given = list(regions.styles) if regions.wanted else style_paths(args)
     settings = GatysSettings(
         size=args.size,
         steps=args.steps,
@@ -221,9 +217,10 @@ def run(args: argparse.Namespace) -> int:
     content = load_image(args.content, max_pixels=args.max_pixels)
     styles = [load_image(path, max_pixels=args.max_pixels) for path in styles_given]
     output = check_output_path(
-        args.output, inputs=[args.content, *styles_given, *(args.mask or [])]
+        args.output,
+        inputs=[args.content, *styles_given, *regions.plain_masks, *regions.word_masks.values()],
     )
-    masks = load_masks(args, content, len(styles))
+    masks = load_masks(regions.plain_masks or None, args, content, len(styles))
     content_size = tuple(content.shape[-2:])
     style_sizes = [tuple(style.shape[-2:]) for style in styles]
     check_memory(
@@ -235,7 +232,11 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         schedule = planned_schedule(content_size, style_sizes, settings)
         print(f"schedule: {describe_schedule(schedule)}", file=sys.stderr)
-    result = _optimise(args, content, styles, masks, settings, output)
+    if regions.wanted:
+        from brushwork.cli.regions import regions_for_image
+
+        masks = regions_for_image(args, regions, content)
+    result = _optimise(args, content, styles, masks, settings, output, regions)
     from brushwork.image import save_image
 
     save_image(result.image, output)
@@ -250,7 +251,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def load_masks(args: argparse.Namespace, content, num_styles: int):
+def load_masks(paths: list[str] | None, args: argparse.Namespace, content, num_styles: int):
     """The ``--mask`` images as (1, H, W) masks of the content's size, or ``None``.
 
     Refuses a count other than one per style, and a mask whose aspect ratio is not the
@@ -259,16 +260,16 @@ def load_masks(args: argparse.Namespace, content, num_styles: int):
     from brushwork.errors import ConfigError
     from brushwork.image import load_mask, resize_to
 
-    if args.mask is None:
+    if paths is None:
         return None
-    if len(args.mask) != num_styles:
+    if len(paths) != num_styles:
         raise ConfigError(
-            f"{len(args.mask)} mask(s) given for {num_styles} style image(s): --mask needs "
+            f"{len(paths)} mask(s) given for {num_styles} style image(s): --mask needs "
             "one mask per style"
         )
     height, width = content.shape[-2:]
     masks = []
-    for path in args.mask:
+    for path in paths:
         mask = load_mask(path, max_pixels=args.max_pixels)
         mask_height, mask_width = mask.shape[-2:]
         if abs(mask_width / mask_height - width / height) > MASK_ASPECT_TOLERANCE * width / height:
@@ -286,7 +287,7 @@ def _memory_device(name: str):
     return resolve_device(name)
 
 
-def _optimise(args, content, styles, masks, settings, output: Path):
+def _optimise(args, content, styles, masks, settings, output: Path, regions=None):
     """Run :func:`gatys` with the progress display and ``--save-every`` snapshots."""
     from brushwork.cli.progress import step_progress
     from brushwork.image import save_image
@@ -306,15 +307,12 @@ def _optimise(args, content, styles, masks, settings, output: Path):
             if args.save_every and info.step % args.save_every == 0:
                 save_image(info.preview(), _intermediate_path(output, info.step))
 
-        return gatys(
-            content,
-            styles,
-            settings=settings,
-            masks=masks,
-            weights=args.weights,
-            device=args.device,
-            callback=on_step,
-        )
+        common = dict(settings=settings, weights=args.weights, device=args.device, callback=on_step)
+        if regions is not None and regions.wanted:
+            from brushwork.regional.apply import regional_gatys
+
+            return regional_gatys(content, regions.styles, masks, **common)
+        return gatys(content, styles, masks=masks, **common)
 
 
 def _intermediate_path(output: Path, step: int) -> Path:
