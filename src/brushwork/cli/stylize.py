@@ -85,7 +85,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "--alpha", type=options.fraction, default=1.0, help="content–style trade-off (AdaIN/WCT)"
     )
     options.add_preserve_color(p)
-    p.add_argument("--mask", nargs="+", default=None, help="one mask per style (AdaIN)")
     options.add_label_masks(p)
     options.add_smooth(p)
     options.add_size(p, default=None)
@@ -103,6 +102,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     )
     options.add_memory_limit(p)
     options.add_quiet(p)
+    options.add_regions(p)
     stylize_controlnet.add_arguments(p)
     stylize_diffusion.add_arguments(p)
     return p
@@ -201,6 +201,12 @@ def run(args: argparse.Namespace) -> int:
     if args.method in stylize_diffusion.METHODS:
         return stylize_diffusion.run(args)
     _refuse_diffusion_flags(args)
+    from brushwork.cli.regions import read_region_flags
+
+    regions = read_region_flags(args)
+    args.mask = regions.plain_masks or None
+    if regions.wanted:
+        return _run_regional(args, regions)
     pairs, out_dir = _pairs(args)
     first = load_image(pairs[0][0])
     styles = [load_image(s) for s in args.style] if args.style else None
@@ -323,3 +329,54 @@ def _stylize_all(args, stylizer, pairs: list[tuple[Path, Path]], first) -> None:
         save_image(out, target)
         if not args.quiet:
             print(f"saved {target} ({time.perf_counter() - began:.2f} s)", file=sys.stderr)
+
+
+#: The feed-forward methods that take --region (brushwork.regional.apply).
+REGIONAL_METHODS = ("adain", "wct", *PHOTOREAL)
+
+
+def _run_regional(args: argparse.Namespace, regions) -> int:
+    """``--region``: a style per region of one image (brushwork.regional.apply)."""
+    import time
+
+    from brushwork.cli.regions import regions_for_image
+    from brushwork.errors import ConfigError
+    from brushwork.image import check_output_path, load_image, resize_long_side, save_image
+    from brushwork.regional.apply import regional_stylize
+    from brushwork.resources import check_memory
+    from brushwork.transfer.stylize import load_stylizer, model_method
+
+    method = model_method(args.model, args.method)
+    if method not in REGIONAL_METHODS:
+        raise ConfigError(
+            f"--region is for --method {', '.join(REGIONAL_METHODS)} (or their model files), "
+            f"not {method or 'a Johnson model'}"
+        )
+    if Path(args.input).is_dir():
+        raise ConfigError("--region maps the words of one image; the input is a folder")
+    if args.content_mask or args.style_mask or args.tile:
+        raise ConfigError("--region cannot be combined with --content-mask/--style-mask/--tile")
+    image = load_image(args.input)
+    output = check_output_path(args.output, inputs=[args.input, *regions.inputs])
+    styles = list(regions.styles.values())
+    if args.smooth and method not in PHOTOREAL:
+        raise ConfigError("--smooth is for --method wct2 or photowct")
+    _check_memory(args, [tuple(image.shape[-2:])], styles, check_memory)
+    masks = regions_for_image(args, regions, image)
+    if args.size:
+        image = resize_long_side(image, args.size)
+
+    def make_stylizer(style_images, style_masks):
+        return load_stylizer(
+            args.model, method=method, styles=style_images, alpha=args.alpha,
+            preserve_color=args.preserve_color, device=args.device, masks=style_masks,
+            precision=args.precision, weights=args.weights, style_size=args.style_size,
+            smooth=args.smooth,
+        )  # fmt: skip
+
+    began = time.perf_counter()
+    out = regional_stylize(image, regions.styles, masks, make_stylizer, method=method)
+    save_image(out, output)
+    if not args.quiet:
+        print(f"saved {output} ({time.perf_counter() - began:.2f} s)", file=sys.stderr)
+    return 0
