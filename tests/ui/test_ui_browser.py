@@ -160,6 +160,21 @@ def test_attention_maps_one_overlay_per_word(page, artefacts):
     page.screenshot(path=str(artefacts / "attention.png"), full_page=True)
 
 
+def test_evaluate_table_and_summary(page, pictures, tmp_path, artefacts):
+    from ui_tiny import picture
+
+    _open_tab(page, "Evaluate")
+    contents = [str(picture(tmp_path / "c" / f"{n}.png", i)) for i, n in enumerate("ab")]
+    results = [str(picture(tmp_path / "r" / f"{n}.png", 9 + i)) for i, n in enumerate("ab")]
+    page.locator("#evaluate-contents input[type=file]").set_input_files(contents)
+    page.locator("#evaluate-styles input[type=file]").set_input_files(str(pictures["style"]))
+    page.locator("#evaluate-results input[type=file]").set_input_files(results)
+    page.locator("#evaluate-run").click()
+    page.locator("#evaluate-table").get_by_text("ssim").first.wait_for()
+    assert page.locator("#evaluate-summary").get_by_text("histogram").count() >= 1
+    page.screenshot(path=str(artefacts / "evaluate.png"), full_page=True)
+
+
 def test_a_screenshot_per_tab(page, artefacts):
     from brushwork.ui.app import TABS
 

@@ -83,7 +83,11 @@ def score(
     )
     result = evaluate(settings, progress=_Progress(progress))
     columns = list(result.rows[0]) if result.rows else ["name"]
-    rows = [[_cell(row.get(c)) for c in columns] for row in result.rows]
+    files_of = ("content", "style", "result")  # shown by file name (the CSV keeps the paths)
+    rows = [
+        [Path(row[c]).name if c in files_of else _cell(row.get(c)) for c in columns]
+        for row in result.rows
+    ]
     summary = []
     for name, stats in result.summary.items():
         if "value" in stats:
@@ -131,9 +135,24 @@ def build(session_state: Any, settings: Any) -> None:
     from brushwork.ui.layout import with_progress
 
     with gr.Row():
-        contents = gr.File(label="Content images", file_count="multiple", file_types=["image"])
-        styles = gr.File(label="Style image(s)", file_count="multiple", file_types=["image"])
-        results = gr.File(label="Results", file_count="multiple", file_types=["image"])
+        contents = gr.File(
+            label="Content images",
+            file_count="multiple",
+            file_types=["image"],
+            elem_id="evaluate-contents",
+        )
+        styles = gr.File(
+            label="Style image(s)",
+            file_count="multiple",
+            file_types=["image"],
+            elem_id="evaluate-styles",
+        )
+        results = gr.File(
+            label="Results",
+            file_count="multiple",
+            file_types=["image"],
+            elem_id="evaluate-results",
+        )
     with gr.Row():
         content_folder = gr.Textbox(label="…or the content folder on this machine")
         style_folder = gr.Textbox(label="…or the style folder or file")
@@ -145,9 +164,14 @@ def build(session_state: Any, settings: Any) -> None:
     )
     run = gr.Button("Score", variant="primary", elem_id="evaluate-run")
     summary = gr.Dataframe(
-        headers=list(SUMMARY_COLUMNS), label="Summary (mean, std, 95 % CI)", interactive=False
+        headers=list(SUMMARY_COLUMNS),
+        label="Summary (mean, std, 95 % CI)",
+        interactive=False,
+        elem_id="evaluate-summary",
     )
-    table = gr.Dataframe(label="Per item", interactive=False, elem_id="evaluate-table")
+    table = gr.Dataframe(
+        headers=["name"], label="Per item", interactive=False, elem_id="evaluate-table"
+    )
     files = gr.File(label="Download scores", file_count="multiple")
     cli = gr.Textbox(label="Equivalent command", interactive=False)
 
