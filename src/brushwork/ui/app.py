@@ -97,8 +97,10 @@ def launch(
 
     ``block=False`` returns at once with the running :class:`Server`.
     """
-    import tempfile
+    from brushwork.ui.common import output_root
 
+    outputs = output_root()
+    outputs.mkdir(parents=True, exist_ok=True)
     try:
         app.launch(
             server_name=host,
@@ -110,7 +112,7 @@ def launch(
             ssr_mode=False,
             show_error=True,
             footer_links=[],
-            allowed_paths=[tempfile.gettempdir()],
+            allowed_paths=[str(outputs)],  # the jobs' outputs, nothing else
         )
     except OSError as error:
         raise ConfigError(f"cannot serve on {host}:{port}: {error}") from error

@@ -220,9 +220,14 @@ def request_cancel(session: Session) -> str:
 # --------------------------------------------------------------------------- files
 
 
+def output_root() -> Path:
+    """Where the jobs' output files go (the only folder the app serves files from)."""
+    return Path(tempfile.gettempdir()) / "brushwork-ui"
+
+
 def job_folder(kind: str) -> Path:
-    """A new folder for one job's output files (under the system temp folder)."""
-    folder = Path(tempfile.gettempdir()) / "brushwork-ui" / f"{kind}-{uuid.uuid4().hex[:10]}"
+    """A new folder for one job's output files (under :func:`output_root`)."""
+    folder = output_root() / f"{kind}-{uuid.uuid4().hex[:10]}"
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
