@@ -138,6 +138,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "--ip-adapter-subfolder", default=None, help="default: sdxl_models (SDXL) / models"
     )
     r.add_argument("--ip-adapter-weight", default=None, help="weight file name")
+    options.add_regions(p, maps_model=False, per_style_masks=False)
     generate_style_aligned.add_arguments(p)
     p.add_argument("--sheet", action="store_true", help="also save a side-by-side sheet")
     options.add_quiet(p)
@@ -189,6 +190,8 @@ def run(args: argparse.Namespace) -> int:
     from brushwork.diffusion.pipelines import generate_image
     from brushwork.image import check_output_path, load_image, save_image
 
+    if args.region or args.mask or args.caption:
+        return _run_regional(args)
     if generate_style_aligned.wanted(args):
         return generate_style_aligned.run(args)
     _check_combination(args)
@@ -252,25 +255,10 @@ def _generate_with_style(
     """IP-Adapter generation; ``style`` is (3, h, w) in [0, 1]. Returns (3, H, W)."""
     from PIL import Image
 
-    from brushwork.diffusion.pipelines import pipeline_family, user_errors
-    from brushwork.diffusion.style_reference import (
-        AdapterSource,
-        default_adapter,
-        generate_with_style,
-        load_style_adapter,
-        set_style_preset,
-    )
+    from brushwork.diffusion.pipelines import user_errors
+    from brushwork.diffusion.style_reference import generate_with_style
 
-    source = default_adapter(pipeline_family(pipe))
-    source = AdapterSource(
-        repo=args.ip_adapter or source.repo,
-        subfolder=_given(args.ip_adapter_subfolder, source.subfolder),
-        weight_name=args.ip_adapter_weight or source.weight_name,
-        image_encoder_folder=source.image_encoder_folder,
-    )
-    load_style_adapter(pipe, source)
-    preset = "style" if args.style_only else "style+layout" if args.style_layout else "full"
-    set_style_preset(pipe, preset, args.ip_adapter_scale)
+    _load_adapter(args, pipe)
     array = (style.permute(1, 2, 0).numpy() * 255).round().astype("uint8")
     with user_errors():
         return generate_with_style(
@@ -285,6 +273,96 @@ def _generate_with_style(
             negative_prompt=args.negative_prompt,
             callback=lambda *_: progress.advance(task),
         )
+
+
+def _load_adapter(args: argparse.Namespace, pipe: Any) -> None:
+    """The IP-Adapter of --ip-adapter* loaded into ``pipe``, its --style-only/-layout preset set."""
+    from brushwork.diffusion.pipelines import pipeline_family
+    from brushwork.diffusion.style_reference import (
+        AdapterSource,
+        default_adapter,
+        load_style_adapter,
+        set_style_preset,
+    )
+
+    source = default_adapter(pipeline_family(pipe))
+    source = AdapterSource(
+        repo=args.ip_adapter or source.repo,
+        subfolder=_given(args.ip_adapter_subfolder, source.subfolder),
+        weight_name=args.ip_adapter_weight or source.weight_name,
+        image_encoder_folder=source.image_encoder_folder,
+    )
+    load_style_adapter(pipe, source)
+    preset = "style" if args.style_only else "style+layout" if args.style_layout else "full"
+    set_style_preset(pipe, preset, args.ip_adapter_scale)
+
+
+def _run_regional(args: argparse.Namespace) -> int:
+    """``--region``: each region's style through IP-Adapter masks (brushwork.regional.generate)."""
+    from brushwork.cli.diffusion_common import (
+        check_model_folder,
+        check_run_memory,
+        check_sides_for_model,
+        generated_sides,
+        load_checked_pipeline,
+        sheet_path,
+        side_by_side,
+    )
+    from brushwork.cli.progress import step_progress
+    from brushwork.cli.regions import (
+        _given_masks,
+        mask_settings,
+        overlay_regions,
+        read_region_flags,
+    )
+    from brushwork.diffusion.editing import check_prompt
+    from brushwork.diffusion.pipelines import user_errors
+    from brushwork.errors import ConfigError
+    from brushwork.image import check_output_path, save_image
+    from brushwork.regional.generate import generate_regional, regions_of_generation
+
+    if args.caption:
+        raise ConfigError("generate looks the --region words up in its prompt; drop --caption")
+    if len(args.prompt) > 1 or args.style_aligned or args.saliency_guided:
+        raise ConfigError(
+            "--region generates one prompt, without --style-aligned/--saliency-guided"
+        )
+    args.prompt = args.prompt[0]
+    regions = read_region_flags(args, caption=args.prompt)
+    if not regions.wanted:
+        raise ConfigError("--mask WORD=FILE is for regional style: give --region WORD=STYLE")
+    settings = mask_settings(args)
+    height, width, flag = generated_sides(args)
+    steps = args.steps or 30
+    output = check_output_path(args.output, inputs=regions.inputs)
+    model = args.model or SDXL_MODEL
+    check_model_folder(model)
+    check_sides_for_model(model, height, width, flag)
+    check_run_memory(args, model, height, width, what="generating")
+    pipe = load_checked_pipeline(args, model, height, width, flag)
+    check_prompt(pipe.tokenizer, args.prompt)
+    common = dict(steps=steps, guidance_scale=args.guidance_scale, height=height, width=width,
+                  seed=args.seed, negative_prompt=args.negative_prompt)  # fmt: skip
+    side = pipe.default_sample_size * pipe.vae_scale_factor
+    size = (height or side, width or side)
+    with step_progress(enabled=not args.quiet) as progress, user_errors():
+        task = progress.add_task("regions", total=2 * steps, loss="–")
+        masks, first = regions_of_generation(pipe, args.prompt, regions.specs,
+            given=_given_masks(regions, size), settings=settings, **common)  # fmt: skip
+        progress.advance(task, steps)
+        _load_adapter(args, pipe)
+        result = generate_regional(pipe, args.prompt, masks, regions.styles,
+            callback=lambda *_: progress.advance(task), **common)  # fmt: skip
+    _check_finite(result.image)
+    save_image(result.image, output)
+    if args.sheet:
+        panels = [
+            p for p in (first, overlay_regions(result.image, result.masks.weights)) if p is not None
+        ]
+        save_image(side_by_side([*panels, result.image]), sheet_path(output))
+    if not args.quiet:
+        print(f"saved {output} (regions: {', '.join(masks.names)})", file=sys.stderr)
+    return 0
 
 
 def _given(value: str | None, default: str) -> str:

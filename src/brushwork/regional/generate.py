@@ -25,7 +25,12 @@ import torch
 from brushwork.errors import ConfigError
 from brushwork.regional.masks import MaskSettings, RegionMasks, word_masks
 
-__all__ = ["RegionalGeneration", "generate_regional", "masks_of_generation"]
+__all__ = [
+    "RegionalGeneration",
+    "generate_regional",
+    "masks_of_generation",
+    "regions_of_generation",
+]
 
 
 @dataclass
@@ -71,6 +76,44 @@ def masks_of_generation(
     image = result.images[0].float().cpu()
     maps = result.maps[0].maps
     return word_masks(maps, tuple(image.shape[-2:]), settings), image
+
+
+def regions_of_generation(
+    pipe: Any,
+    prompt: str,
+    specs: Sequence[Any],
+    *,
+    given: dict[str, torch.Tensor] | None = None,
+    settings: MaskSettings | None = None,
+    height: int | None = None,
+    width: int | None = None,
+    **generation: Any,
+) -> tuple[RegionMasks, torch.Tensor | None]:
+    """The specs' masks for ``prompt``: pass 1 for words without a ``given`` mask.
+
+    Returns the masks (at the generated size) and pass 1's image (``None`` when every
+    word had a given mask: no pass 1 ran). ``given``: word -> (H, W) mask at that size.
+    """
+    from brushwork.regional.masks import region_masks, with_given
+    from brushwork.regional.of_image import region_words
+
+    given = {k.lower(): v for k, v in (given or {}).items()}
+    words = region_words(specs)
+    mapped = [w for w in words if w.lower() not in given]
+    side = pipe.default_sample_size * pipe.vae_scale_factor
+    size = (height or side, width or side)
+    weights = torch.zeros(len(words) + 1, *size)
+    weights[-1] = 1
+    first = None
+    if mapped:
+        computed, first = masks_of_generation(
+            pipe, prompt, mapped, settings=settings, height=height, width=width, **generation
+        )
+        weights[-1] = computed[-1]
+        for row, word in enumerate(mapped):
+            weights[words.index(word)] = computed[row]
+    fixed = {i: given[w.lower()] for i, w in enumerate(words) if w.lower() in given}
+    return region_masks(with_given(weights, fixed), words, specs), first
 
 
 def _as_pil(image: torch.Tensor) -> Any:
