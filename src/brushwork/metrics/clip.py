@@ -26,11 +26,36 @@ import torch.nn.functional as F
 
 from brushwork.errors import ConfigError
 
-__all__ = ["CLIP_MEAN", "CLIP_STD", "DEFAULT_CLIP_MODEL", "CLIPScorer", "load_clip"]
+__all__ = [
+    "CLIP_MEAN",
+    "CLIP_STD",
+    "DEFAULT_CLIP_MODEL",
+    "CLIPScorer",
+    "clip_pixels",
+    "load_clip",
+]
 
 DEFAULT_CLIP_MODEL = "openai/clip-vit-large-patch14"
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+def clip_pixels(images: torch.Tensor, size: int) -> torch.Tensor:
+    """(B, 3, H, W) in [0, 1] -> (B, 3, size, size) CLIP pixel values.
+
+    Bicubic resize of the short side to ``size`` (antialiased), centre crop, CLIP mean/std
+    normalisation: CLIPImageProcessor's and CSD's ``transforms_branch0``.
+    """
+    images = images.float()
+    h, w = images.shape[-2:]
+    scale = size / min(h, w)
+    shape = (max(size, round(h * scale)), max(size, round(w * scale)))
+    x = F.interpolate(images, size=shape, mode="bicubic", align_corners=False, antialias=True)
+    top, left = (shape[0] - size) // 2, (shape[1] - size) // 2
+    x = x[..., top : top + size, left : left + size].clamp(0, 1)
+    mean = torch.tensor(CLIP_MEAN, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(CLIP_STD, device=x.device).view(1, 3, 1, 1)
+    return (x - mean) / std
 
 
 def _embedding(output: object) -> torch.Tensor:
@@ -59,15 +84,7 @@ class CLIPScorer:
 
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) in [0, 1] -> (B, 3, S, S) normalised pixel values."""
-        images = images.to(self.device).float()
-        h, w = images.shape[-2:]
-        s = self.image_size
-        scale = s / min(h, w)
-        size = (max(s, round(h * scale)), max(s, round(w * scale)))
-        x = F.interpolate(images, size=size, mode="bicubic", align_corners=False, antialias=True)
-        top, left = (size[0] - s) // 2, (size[1] - s) // 2
-        x = x[..., top : top + s, left : left + s].clamp(0, 1)
-        return (x - self.mean) / self.std
+        return clip_pixels(images.to(self.device), self.image_size)
 
     @torch.no_grad()
     def image_embeddings(self, images: torch.Tensor) -> torch.Tensor:
