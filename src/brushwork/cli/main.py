@@ -38,6 +38,7 @@ SUBCOMMANDS: dict[str, str] = {
     "lora": "brushwork.cli.lora",
     "regions": "brushwork.cli.regions",
     "ui": "brushwork.cli.ui",
+    "benchmark": "brushwork.cli.benchmark",
 }
 
 
