@@ -50,13 +50,21 @@ def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentP
     return {}
 
 
+def _does_work_itself(parser: argparse.ArgumentParser) -> bool:
+    """A parser whose nested actions are optional (``benchmark`` and ``benchmark report``)."""
+    return any(
+        isinstance(action, argparse._SubParsersAction) and not action.required
+        for action in parser._actions
+    )
+
+
 def all_commands() -> dict[str, argparse.ArgumentParser]:
     """``"study run"`` -> its parser, for every (nested) subcommand that does work."""
     found: dict[str, argparse.ArgumentParser] = {}
 
     def walk(prefix: str, parser: argparse.ArgumentParser) -> None:
         children = _subparsers(parser)
-        if not children:
+        if not children or (prefix and _does_work_itself(parser)):
             found[prefix] = parser
         for name, child in children.items():
             walk(f"{prefix} {name}".strip(), child)
@@ -115,7 +123,7 @@ MUST_HAVE = {
            if c not in ("weights list", "weights path", "study status", "lora info")],
     "--device": [
         "demo", "transfer", "stylize", "video", "train johnson", "train adain", "train wct",
-        "attend", "edit", "generate", "study run", "evaluate", "lora train",
+        "attend", "edit", "generate", "study run", "evaluate", "lora train", "benchmark",
     ],
     "--precision": SIZED_COMMANDS,
     "--memory-limit": SIZED_COMMANDS,
@@ -251,14 +259,20 @@ BASE = {
     "--steps 1 --size 32 -o {out}/run --device cpu -q",
     "lora train": "lora train --images {folder} --trigger 'in sks style' --model {pipeline} "
     "--rank 2 --steps 1 --size 32 -o {out}/l.safetensors --device cpu -q",
+    "regions": "regions {content} --caption 'a cat' --words cat --model {pipeline} --size 32 "
+    "-o {out}/masks --device cpu -q",
+    "benchmark": "benchmark --contents {folder} --styles {folder} --methods johnson:{johnson} "
+    "--metrics ssim --size 32 --steps 1 -o {out}/bench --device cpu -q",
 }
 
 # Which flag is the command's count, and which input is its main file.
 COUNT = {"demo": "--steps", "transfer": "--steps", "train johnson": "--steps", "attend": "--steps",
          "edit": "--iterations", "generate": "--steps", "study run": "--steps",
-         "evaluate": "--batch-size", "video": "--steps", "lora train": "--steps"}  # fmt: skip
+         "evaluate": "--batch-size", "video": "--steps", "lora train": "--steps",
+         "benchmark": "--steps"}  # fmt: skip
 MAIN_INPUT = {"transfer": "{content}", "stylize": "{content}", "video": "{video}",
-              "export": "{johnson}", "edit": "{content}", "lora train": "{folder}"}  # fmt: skip
+              "export": "{johnson}", "edit": "{content}", "lora train": "{folder}",
+              "regions": "{content}"}  # fmt: skip
 SIZED = SIZED_COMMANDS
 GENERATING = ["attend", "generate", "study run"]
 
@@ -397,8 +411,55 @@ def _cases() -> list[Case]:
     generate = BASE["generate"]
     cases.append(Case("generate", "--lora nonexistent", f"{generate} --lora {{missing}}:0.5"))
     cases.append(Case("generate", "--lora not safetensors", f"{generate} --lora {{not_image}}"))
+    bench = BASE["benchmark"]
+    for bad, argv in [
+        ("unknown method", _with(bench, "--methods", "nosuch")),
+        ("contents nonexistent", bench.replace("--contents {folder}", "--contents {missing}")),
+        ("no inputs", bench.replace("--contents {folder} --styles {folder} ", "")),
+        ("no -o", bench.replace("-o {out}/bench ", "")),
+        ("every method's weights missing", _with(bench, "--methods", "wct,johnson")),
+        ("unknown metric", _with(bench, "--metrics", "nosuch")),
+        ("metric network missing (offline)", _with(bench, "--metrics", "lpips")),
+        ("unknown protocol", "benchmark --protocol nosuch --data {folder} -o {out}/bench -q"),
+        ("--protocol without --data", "benchmark --protocol styleid-20x40 -o {out}/bench -q"),
+        ("protocol images missing",
+         "benchmark --protocol styleid-20x40 --data {folder} -o {out}/bench -q"),
+    ]:  # fmt: skip
+        cases.append(Case("benchmark", bad, argv))
+    for bad, argv in [
+        ("nonexistent folder", "benchmark report {missing} -o {out}/r.html"),
+        ("not a benchmark folder", "benchmark report {folder} -o {out}/r.html"),
+        ("output not .html", "benchmark report {folder} -o {out}/r.txt"),
+        ("three folders", "benchmark report {folder} {folder} {folder} -o {out}/r.html"),
+        ("read-only output", "benchmark report {folder} -o {readonly}/r.html"),
+    ]:
+        cases.append(Case("benchmark report", bad, argv))
     cases.append(Case("lora info", "nonexistent file", "lora info {missing}"))
     cases.append(Case("lora info", "not safetensors", "lora info {not_image}"))
+    regions = BASE["regions"]
+    for bad, argv in [
+        ("word not in the caption", regions.replace("cat --model", "dog --model")),
+        ("'rest' as a word", regions.replace("cat --model", "cat rest --model")),
+    ]:
+        cases.append(Case("regions", bad, argv))
+    region = ("transfer {content} --caption 'a cat on a hill' --region cat={style} "
+              "-o {out}/out.png --maps-model {pipeline} --size 32 --steps 2 --weights {vgg} "
+              "--device cpu -q")  # fmt: skip
+    for bad, argv in [
+        ("region word not in the caption", region.replace("cat={style}", "dog={style}")),
+        ("overlapping regions", f"{region} --region cat,hill={{style}}"),
+        ("region style not an image", region.replace("cat={style}", "cat={not_image}")),
+        ("region style nonexistent", region.replace("cat={style}", "cat={missing}")),
+        ("--region and --style", f"{region} --style {{style}}"),
+        ("--region without --caption", region.replace("--caption 'a cat on a hill' ", "")),
+        ("--mask WORD= of another aspect", f"{region} --mask cat={{mask_wide}}"),
+    ]:
+        cases.append(Case("transfer", f"regions: {bad}", argv))
+    johnson_region = region.replace("transfer", "stylize", 1).replace(" --steps 2", "")
+    cases.append(Case("stylize", "regions: a Johnson model",
+                      johnson_region.replace("--weights {vgg}", "--model {johnson}")))  # fmt: skip
+    cases.append(Case("generate", "regions: word not in the prompt",
+                      f"{BASE['generate']} --region dog={{style}}"))  # fmt: skip
     cases.append(Case("ui", "--port 0", "ui --port 0"))
     cases.append(Case("ui", "--port 70000", "ui --port 70000"))
     cases.append(Case("ui", "--device gpu7", "ui --device gpu7"))
