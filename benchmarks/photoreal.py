@@ -28,6 +28,7 @@ import time
 
 CONFIGS = (
     "wct2-fp32",
+    "wct2sum-fp32",
     "wct2-bf16",
     "wct2sum-bf16",
     "photowct-fp32",
@@ -86,7 +87,16 @@ def _network(name: str, size: int, repeats: int) -> dict:
         began = time.perf_counter()
         stylizer(image)
         times.append(time.perf_counter() - began)
-    return {"median_s": statistics.median(times), "first_call_s": first, "repeats": repeats}
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        stylizer(image)
+    return {
+        "median_s": statistics.median(times),
+        "first_call_s": first,
+        "repeats": repeats,
+        "gflop": counter.get_total_flops() / 1e9,
+    }
 
 
 def _smoothing(name: str, size: int, repeats: int) -> dict:
@@ -159,8 +169,8 @@ def main() -> None:
     if args.json:
         print(json.dumps(results, indent=1))
         return None
-    print("| config | size | median s | first call s | peak RSS GB | repeats | threads |")
-    print("|---|---|---|---|---|---|---|")
+    print("| config | size | median s | first call s | GFLOP | peak RSS GB | repeats | threads |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in results:
         print(_row(r))
     return None
@@ -168,10 +178,11 @@ def main() -> None:
 
 def _row(r: dict) -> str:
     if "error" in r:
-        return f"| {r['config']} | {r['size']} | error: {r['error']} | | | | |"
+        return f"| {r['config']} | {r['size']} | error: {r['error']} | | | | | |"
     first = f"{r['first_call_s']:.2f}" if "first_call_s" in r else "–"
+    gflop = f"{r['gflop']:.0f}" if "gflop" in r else "–"
     return (
-        f"| {r['config']} | {r['size']} | {r['median_s']:.2f} | {first} | "
+        f"| {r['config']} | {r['size']} | {r['median_s']:.2f} | {first} | {gflop} | "
         f"{r['peak_rss_gb']:.2f} | {r['repeats']} | {r['threads']} |"
     )
 

@@ -14,6 +14,7 @@ from brushwork.transfer.wavelets import (
     haar_pool,
     haar_unpool,
     haar_unpool_bands,
+    unpool_conv_cat5,
 )
 
 
@@ -55,3 +56,41 @@ def test_bad_inputs_are_clear_errors() -> None:
         WaveUnpool(2, "cat5")(*haar_pool(torch.zeros(1, 2, 4, 4)))
     with pytest.raises(ConfigError, match="cat5' or 'sum"):
         WaveUnpool(2, "mean")
+
+
+@pytest.mark.parametrize(("h", "w"), [(1, 1), (3, 5), (2, 7)])
+def test_fused_cat5_unpool_conv_equals_unpooling_then_convolving(h: int, w: int) -> None:
+    """The phase-kernel form gives the numbers of cat + reflection pad + 3 × 3 conv."""
+    gen = torch.Generator().manual_seed(h * 10 + w)
+    c, cout = 4, 6
+    bands = tuple(torch.randn(2, c, h, w, dtype=torch.float64, generator=gen) for _ in range(4))
+    original = torch.randn(2, c, 2 * h, 2 * w, dtype=torch.float64, generator=gen)
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(5 * c, cout, 3).double()
+    unpooled = WaveUnpool(c, "cat5").double()(*bands, original)
+    expected = conv(F.pad(unpooled, (1, 1, 1, 1), mode="reflect"))
+    got = unpool_conv_cat5(bands, original, conv)
+    assert got.shape == expected.shape
+    assert torch.allclose(got, expected, atol=1e-12, rtol=0)
+
+
+def test_cat5_decoder_fused_path_equals_the_unfused_path() -> None:
+    from brushwork.transfer.wct2 import WCT2Model
+
+    torch.manual_seed(0)
+    model = WCT2Model("cat5", widths=(8, 8, 8, 8, 8)).double().eval()
+    x = torch.rand(1, 3, 24, 16, dtype=torch.float64)
+    fused = model.reconstruct(x)
+    skips: dict = {}
+    y = x
+    for stage in (1, 2, 3, 4):
+        y = model.encoder.encode(y, skips, stage)
+
+    def unpool(name: str, feats: torch.Tensor) -> torch.Tensor:
+        k = name[-1]
+        block = getattr(model.decoder, f"recon_block{k}")
+        return block(feats, *skips[f"pool{k}"], skips[f"original{k}"])
+
+    for stage in (4, 3, 2, 1):
+        y = model.decoder.stage(y, stage, unpool)
+    assert torch.allclose(fused, y, atol=1e-10, rtol=0)

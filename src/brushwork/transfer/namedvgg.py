@@ -36,6 +36,8 @@ from brushwork.transfer.adain import VGG19_CONVS, VGG19_WIDTHS, _set_caffe_input
 PoolFn = Callable[[str, torch.Tensor], torch.Tensor]
 #: ``unpool(name, x)`` -> unpooled x (the next convolution's input).
 UnpoolFn = Callable[[str, torch.Tensor], torch.Tensor]
+#: ``unpool_conv(name, x, conv)`` -> conv(reflect_pad(unpool(x))) before the ReLU.
+UnpoolConvFn = Callable[[str, torch.Tensor, nn.Conv2d], torch.Tensor]
 
 
 def _convs_in_block(block: int, level: int) -> int:
@@ -137,10 +139,29 @@ class NamedVGGDecoder(nn.Module):
                     steps.append(name)
             self._stages[stage] = steps
 
-    def stage(self, x: torch.Tensor, stage: int, unpool: UnpoolFn) -> torch.Tensor:
-        """Decode one stage (see the module); stage 1 returns RGB (unclamped)."""
-        for step in self._stages[stage]:
-            if step.startswith("unpool"):
+    def stage(
+        self,
+        x: torch.Tensor,
+        stage: int,
+        unpool: UnpoolFn | None = None,
+        *,
+        unpool_conv: UnpoolConvFn | None = None,
+    ) -> torch.Tensor:
+        """Decode one stage (see the module); stage 1 returns RGB (unclamped).
+
+        ``unpool`` unpools before the next convolution; ``unpool_conv`` instead does
+        both (given the convolution, which then is not applied again).
+        """
+        steps = self._stages[stage]
+        index = 0
+        while index < len(steps):
+            step = steps[index]
+            index += 1
+            if step.startswith("unpool") and unpool_conv is not None:
+                conv = getattr(self, steps[index])
+                index += 1
+                x = F.relu(unpool_conv(step, x, conv), inplace=True)
+            elif step.startswith("unpool"):
                 x = unpool(step, x)
             else:
                 x = getattr(self, step)(_reflect(x))

@@ -171,3 +171,99 @@ class WaveUnpool(_HaarModule):
         if original is None:
             raise ConfigError("cat5 unpooling needs the encoder's map before pooling")
         return torch.cat([*haar_unpool_bands(ll, lh, hl, hh), original], dim=1)
+
+
+# --------------------------------------------------------------------------- fused cat5
+
+# For output row 2y + p, the 3 × 3 window's rows u = −1, 0, 1 read the unpooled map's
+# rows 2y + p + u, i.e. low-resolution row y + r − 1 + p (r = 0, 1) at filter phase i:
+# _TAPS[p][r] lists the (u, i) pairs (the same for columns).
+_TAPS = (
+    (((-1, 1),), ((0, 0), (1, 1))),
+    (((-1, 0), (0, 1)), ((1, 0),)),
+)
+
+
+def _phase_kernels(weight: torch.Tensor) -> torch.Tensor:
+    """(Cout, 4C, 3, 3) weights on the four unpooled bands -> (2, 2, Cout, 4C, 2, 2).
+
+    ``out[p, q]`` is the 2 × 2 kernel on the low-resolution bands that gives the output
+    pixels (2y + p, 2x + q) of unpooling followed by the 3 × 3 convolution.
+    """
+    cout, cin4 = weight.shape[:2]
+    w = weight.reshape(cout, 4, cin4 // 4, 3, 3)
+    f = haar_filters(weight.dtype).to(weight.device)  # (4, 2, 2)
+    kernels = weight.new_zeros(2, 2, cout, 4, cin4 // 4, 2, 2)
+    for p in range(2):
+        for q in range(2):
+            for r in range(2):
+                for s in range(2):
+                    for u, i in _TAPS[p][r]:
+                        for v, j in _TAPS[q][s]:
+                            kernels[p, q, :, :, :, r, s] += (
+                                w[:, :, :, u + 1, v + 1] * f[None, :, None, i, j]
+                            )
+    return kernels.reshape(2, 2, cout, cin4, 2, 2)
+
+
+def _unpooled(bands: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """The four bands unpooled and concatenated: (B, C, h, w) each -> (B, 4C, 2h, 2w)."""
+    return torch.cat(haar_unpool_bands(*bands), dim=1)
+
+
+def unpool_conv_cat5(
+    bands: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
+    original: torch.Tensor,
+    conv: nn.Conv2d,
+) -> torch.Tensor:
+    """``conv(reflect_pad(cat(unpooled bands, original)))`` without forming the 5C map.
+
+    WCT²'s cat5 decoder concatenates the four unpooled (B, C, 2h, 2w) bands and the
+    encoder's map, then applies a 3 × 3 convolution with reflection padding. Unpooling
+    puts each low-resolution value, times a ±½ filter, on a 2 × 2 block, so the
+    convolution of the unpooled bands is, for each output phase (p, q), a 2 × 2
+    convolution of the (B, 4C, h, w) bands: 128·Cout·C·h·w multiply-adds instead of
+    288, and no 4C × 2h × 2w copies. Reflection at the outer rows and columns reads
+    other phases than the zero-padded low-resolution map gives, so those one-pixel
+    strips are recomputed from the unpooled border rows and columns.
+
+    Args:
+        bands: LL, LH, HL, HH, each (B, C, h, w), h and w at least 2.
+        original: (B, C, 2h, 2w) encoder map before pooling.
+        conv: the 3 × 3 convolution on 5C channels (unpadded; bias optional).
+
+    Returns:
+        (B, Cout, 2h, 2w), equal to the unfused computation up to rounding.
+    """
+    f = torch.nn.functional
+    n, c, h, w = bands[0].shape
+    on_bands, on_original = conv.weight[:, : 4 * c], conv.weight[:, 4 * c :]
+    padded = f.pad(torch.cat(bands, dim=1), (1, 1, 1, 1))  # (B, 4C, h + 2, w + 2)
+    # One convolution for the four phases: phase (p, q) is its output block p·2 + q,
+    # shifted by (p, q).
+    kernels = _phase_kernels(on_bands).flatten(0, 2)  # (4·Cout, 4C, 2, 2)
+    cout = on_bands.shape[0]
+    every = f.conv2d(padded, kernels)  # (B, 4·Cout, h + 1, w + 1)
+    rows = [
+        torch.stack(
+            [
+                every[:, (2 * p + q) * cout : (2 * p + q + 1) * cout, p : p + h, q : q + w]
+                for q in (0, 1)
+            ],
+            dim=-1,
+        )
+        for p in (0, 1)
+    ]  # each (B, Cout, h, w, 2)
+    from_bands = torch.stack(rows, dim=-3).reshape(n, -1, 2 * h, 2 * w)
+    # The outer rows and columns as reflection gives them (row −1 is row 1, and so on).
+    top = _unpooled(tuple(b[:, :, :1] for b in bands))  # unpooled rows 0, 1
+    bottom = _unpooled(tuple(b[:, :, -1:] for b in bands))  # rows 2h − 2, 2h − 1
+    left = _unpooled(tuple(b[..., :1] for b in bands))
+    right = _unpooled(tuple(b[..., -1:] for b in bands))
+    from_bands[:, :, :1] = f.conv2d(f.pad(top[:, :, [1, 0, 1]], (1, 1, 0, 0), "reflect"), on_bands)
+    from_bands[:, :, -1:] = f.conv2d(
+        f.pad(bottom[:, :, [0, 1, 0]], (1, 1, 0, 0), "reflect"), on_bands
+    )
+    from_bands[..., :1] = f.conv2d(f.pad(left[..., [1, 0, 1]], (0, 0, 1, 1), "reflect"), on_bands)
+    from_bands[..., -1:] = f.conv2d(f.pad(right[..., [0, 1, 0]], (0, 0, 1, 1), "reflect"), on_bands)
+    return from_bands + f.conv2d(f.pad(original, (1, 1, 1, 1), "reflect"), on_original, conv.bias)

@@ -37,7 +37,7 @@ from brushwork.errors import ConfigError, WeightsError
 from brushwork.transfer.adain import VGG19_WIDTHS, check_alpha
 from brushwork.transfer.namedvgg import NamedVGGDecoder, NamedVGGEncoder
 from brushwork.transfer.regions import RegionStats, region_statistics, region_whiten_colour
-from brushwork.transfer.wavelets import WavePool, WaveUnpool
+from brushwork.transfer.wavelets import WavePool, WaveUnpool, unpool_conv_cat5
 
 #: Unpooling variants of the published models.
 VARIANTS = ("cat5", "sum")
@@ -84,7 +84,11 @@ class WaveDecoder(NamedVGGDecoder):
             self.add_module(f"recon_block{k}", WaveUnpool(widths[k - 1], variant))
 
     def decode(self, x: torch.Tensor, skips: dict, stage: int) -> torch.Tensor:
-        """One stage (4 … 1) with the encoder's ``skips``."""
+        """One stage (4 … 1) with the encoder's ``skips``.
+
+        cat5 unpools and convolves in one step (:func:`unpool_conv_cat5`: the same
+        numbers, less than half the multiply-adds of those convolutions).
+        """
 
         def unpool(name: str, feats: torch.Tensor) -> torch.Tensor:
             k = name[-1]
@@ -92,6 +96,12 @@ class WaveDecoder(NamedVGGDecoder):
             block = getattr(self, f"recon_block{k}")
             return block(feats, lh, hl, hh, skips.get(f"original{k}"))
 
+        def unpool_conv(name: str, feats: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
+            k = name[-1]
+            return unpool_conv_cat5((feats, *skips[f"pool{k}"]), skips[f"original{k}"], conv)
+
+        if self.variant == "cat5":
+            return self.stage(x, stage, unpool_conv=unpool_conv)
         return self.stage(x, stage, unpool)
 
 
