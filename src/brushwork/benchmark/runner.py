@@ -34,7 +34,7 @@ import torch
 from brushwork.benchmark.measure import Measurement, environment
 from brushwork.benchmark.methods import LoadedMethod, MethodSettings, MethodSpec, load_method
 from brushwork.benchmark.protocol import BenchmarkInputs
-from brushwork.benchmark.scoring import SET_METRICS, Scorer, check_metrics
+from brushwork.benchmark.scoring import SET_METRICS, Scorer, check_metrics, per_item_metrics
 from brushwork.benchmark.store import BenchmarkStore, Job
 from brushwork.errors import ConfigError, ImageError, WeightsError
 from brushwork.metrics.evaluation import NetworkSettings
@@ -466,8 +466,7 @@ def _ray_job(
     }
     scorer_key = repr((metrics, networks_data, method.device))
     if metrics and _WORKER.get("scorer_key") != scorer_key:
-        items = [m for m in metrics if m not in SET_METRICS]
-        _WORKER["scorer"] = Scorer(items, NetworkSettings(**networks_data), method.device)
+        _WORKER["scorer"] = Scorer(metrics, NetworkSettings(**networks_data), method.device)
         _WORKER["scorer_key"] = scorer_key
     job = Job(**job_data)
     images = _WORKER.setdefault("images", _Inputs(method_settings.size))
@@ -516,9 +515,7 @@ def _run_ray(store, settings, plan, todo, scorer, summary, options, progress) ->
         num_cpus=float(options.get("num_cpus", 1.0)),
         max_retries=int(options.get("max_retries", 3)),
     )
-    item_metrics = [m for m in plan.metrics if m not in SET_METRICS]
-    if "artfid" in plan.metrics and "lpips" not in item_metrics:
-        item_metrics.append("lpips")
+    item_metrics = per_item_metrics(plan.metrics)
     networks = asdict(settings.networks)
     method_data = asdict(settings.method)
     versions = (store.environment() or {}).get("versions", {})

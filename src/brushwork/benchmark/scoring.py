@@ -33,6 +33,7 @@ __all__ = [
     "check_metrics",
     "content_metric",
     "default_metrics",
+    "per_item_metrics",
     "style_metric",
 ]
 
@@ -84,10 +85,10 @@ def check_metrics(
     return metrics
 
 
-def _per_item(metrics: Sequence[str]) -> list[str]:
-    """The per-item metrics to compute: ArtFID needs LPIPS of every item."""
+def per_item_metrics(metrics: Sequence[str]) -> list[str]:
+    """The per-item metrics to compute: ArtFID (and ArtFID∞) need LPIPS of every item."""
     items = [m for m in metrics if m not in SET_METRICS]
-    if "artfid" in metrics and "lpips" not in items:
+    if any(m.startswith("artfid") for m in metrics) and "lpips" not in items:
         items.append("lpips")
     return items
 
@@ -99,7 +100,7 @@ class Scorer:
         import copy
 
         self.metrics = list(metrics)
-        self.item_metrics = _per_item(self.metrics)
+        self.item_metrics = per_item_metrics(self.metrics)
         self.set_metrics = [m for m in self.metrics if m in SET_METRICS]
         models = evaluation._Models(self.item_metrics + self.set_metrics, networks, device)
         # Two views of the same loaded networks: per item without the Inception features,
