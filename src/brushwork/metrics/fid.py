@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -29,9 +30,11 @@ from brushwork.metrics.inception import InceptionFeatures, load_inception_state
 
 __all__ = [
     "MIN_FID_IMAGES",
+    "FidInfinity",
     "art_fid",
     "feature_statistics",
     "fid_from_features",
+    "fid_infinity",
     "frechet_distance",
     "inception_features",
     "load_inception",
@@ -107,6 +110,70 @@ def fid_from_features(features_a: np.ndarray, features_b: np.ndarray) -> float:
     diff = a.mean(0) - b.mean(0)
     trace_a, trace_b = (ca**2).sum() / na, (cb**2).sum() / nb
     return max(float(diff @ diff + trace_a + trace_b - 2 * cross), 0.0)
+
+
+@dataclass(frozen=True)
+class FidInfinity:
+    """FID extrapolated to infinitely many images (Chong & Forsyth 2020).
+
+    Attributes:
+        value: the intercept of the least-squares line FID_N = value + slope / N.
+        slope: the bias coefficient (FID_N - FID∞ ≈ slope / N).
+        sizes: the subset sizes N of the fit.
+        fids: FID_N at each size.
+    """
+
+    value: float
+    slope: float
+    sizes: tuple[int, ...]
+    fids: tuple[float, ...]
+
+
+def fid_infinity(
+    features_a: np.ndarray,
+    features_b: np.ndarray,
+    *,
+    num_points: int = 15,
+    min_size: int | None = None,
+    paired: bool = False,
+    seed: int = 0,
+) -> FidInfinity:
+    """FID∞ of (N_a, D) reference and (N_b, D) generated features.
+
+    As in Chong & Forsyth's ``calculate_FID_infinity``: FID is computed on random subsets
+    of the generated set of ``num_points`` sizes evenly spaced from ``min_size``
+    (default: a tenth of the set, their 5,000 of 50,000, at least
+    :data:`MIN_FID_IMAGES`) to the whole set, the reference set kept whole, and the
+    line FID_N = FID∞ + k / N is fitted by least squares; FID∞ is its value at 1/N = 0.
+    ``paired=True`` (StyleID's variant, both sets of one size, row i of each belonging
+    together) draws the same rows from both sets. Subsets come from a NumPy generator
+    seeded with ``seed``: the same call gives the same value.
+    """
+    a = np.asarray(features_a, dtype=np.float64)
+    b = np.asarray(features_b, dtype=np.float64)
+    n = len(b)
+    if paired and len(a) != n:
+        raise ConfigError(f"paired FID∞ needs sets of one size, got {len(a)} and {n}")
+    if num_points < 2:
+        raise ConfigError(f"FID∞ needs at least 2 subset sizes, got {num_points}")
+    low = max(MIN_FID_IMAGES, n // 10) if min_size is None else int(min_size)
+    if not MIN_FID_IMAGES <= low < n:
+        raise ImageError(
+            f"FID∞ fits FID over subsets of {low} to {n} images; it needs more than "
+            f"{max(low, MIN_FID_IMAGES)} images (reliable values need thousands)"
+        )
+    sizes = np.unique(np.linspace(low, n, num_points).astype(int))
+    if len(sizes) < 2:
+        raise ImageError(f"FID∞ needs at least 2 distinct subset sizes, got {sizes.tolist()}")
+    rng = np.random.default_rng(seed)
+    fids = []
+    for size in sizes:
+        rows = rng.permutation(n)[:size]
+        reference = a[rows] if paired else a
+        fids.append(fid_from_features(reference, b[rows]))
+    x = 1.0 / sizes.astype(np.float64)
+    slope, intercept = np.polyfit(x, np.asarray(fids), 1)
+    return FidInfinity(float(intercept), float(slope), tuple(int(s) for s in sizes), tuple(fids))
 
 
 def art_fid(fid: float, lpips: float) -> float:

@@ -28,7 +28,15 @@ from torch import nn
 from brushwork.encoders import IMAGENET_MEAN, IMAGENET_STD, VGGEncoder, load_features
 from brushwork.errors import ConfigError, ImageError, WeightsError
 
-__all__ = ["LPIPS", "LPIPS_NETS", "AlexNetFeatures", "load_lpips", "lpips_distance"]
+__all__ = [
+    "LPIPS",
+    "LPIPS_NETS",
+    "AlexNetFeatures",
+    "gray_lpips",
+    "load_lpips",
+    "lpips_distance",
+    "luminance",
+]
 
 LPIPS_NETS = ("alex", "vgg")
 #: Channels of the five compared layers.
@@ -169,6 +177,25 @@ def lpips_distance(metric: LPIPS, image: torch.Tensor, reference: torch.Tensor) 
     if image.dim() == 3:
         return metric(image[None], reference[None])[0]
     return metric(image, reference)
+
+
+#: ITU-R BT.601 luma weights (torchvision's Grayscale / PIL's ``convert("L")``).
+LUMA = (0.299, 0.587, 0.114)
+
+
+def luminance(images: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) RGB -> (B, 3, H, W): the BT.601 luma replicated to three channels."""
+    weights = torch.tensor(LUMA, device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
+    return (images * weights).sum(1, keepdim=True).expand(-1, 3, -1, -1)
+
+
+def gray_lpips(metric: LPIPS, image: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """(B,) LPIPS of the luminances, StyleID's ``LPIPS_gray`` content distance.
+
+    StyleID's evaluation feeds 1-channel ``Grayscale()`` images to LPIPS, whose input
+    scaling broadcasts them to three channels: the same as the luma replicated here.
+    """
+    return metric(luminance(image.float()), luminance(reference.float()))
 
 
 def load_lpips(
