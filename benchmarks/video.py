@@ -4,6 +4,13 @@ flow stabilisation, Gatys video seconds/frame at a small size, and warping error
     python benchmarks/video.py                 # table
     python benchmarks/video.py --json          # JSON
     python benchmarks/video.py --frames 4 --gatys-size 64   # quick check
+    python benchmarks/video.py --part sharpness --sharp-frames 32 --sheet strip.png
+
+The sharpness part (issue 21) renders a panning synthetic clip with Gatys video
+twice, with the earlier behaviour (``keep_detail=False``) and the default, and
+prints per-frame sharpness (mean absolute gradient, 0-255 scale) of the input and
+both outputs, the last/first ratio and the warping error; ``--sheet`` writes the
+first, middle and last frames of input, before and after as one PNG.
 
 The feed-forward network is the real-size Johnson TransformerNet (issue 3) with
 seeded random weights (the speed does not depend on the weights). The VGG-19 of the
@@ -92,6 +99,123 @@ def gatys_video(
     return {"seconds_per_frame": seconds / result.frames, "warping_error": result.warping_error}
 
 
+def panning_frames(count: int, width: int, height: int) -> list[torch.Tensor]:
+    """A sharp texture panning by (0.7, 0.3) px a frame with a square moving over it.
+
+    Rendered at 4x and area-downsampled, so the motion is truly sub-pixel and the
+    input stays equally sharp in every frame. Returns (3, H, W) frames in [0, 1].
+    """
+    import torch.nn.functional as F
+
+    scale = 4
+    big_h, big_w = (height + count) * scale, (width + count) * scale
+    background = torch.from_numpy(_texture(big_h, big_w, 3, 3.0)).permute(2, 0, 1).float() / 255
+    side = height // 3 * scale
+    square = torch.from_numpy(_texture(side, side, 4, 2.5)).permute(2, 0, 1).float() / 255
+    frames = []
+    for t in range(count):
+        y0, x0 = round(0.3 * t * scale), round(0.7 * t * scale)
+        frame = background[:, y0 : y0 + height * scale, x0 : x0 + width * scale].clone()
+        sy, sx = (10 + t) * scale // 2, (12 + 3 * t) * scale // 2
+        sx = sx % (width * scale - side)
+        frame[:, sy : sy + side, sx : sx + side] = square
+        frames.append(F.avg_pool2d(frame[None], scale)[0])
+    return frames
+
+
+def sharpness_run(frames, size, steps, later_steps, keep_detail):
+    """Gatys video over ``frames`` (random-weight VGG-19): outputs, seconds, warping error."""
+    from brushwork.encoders import VGGEncoder
+    from brushwork.metrics.warping import warping_error
+    from brushwork.transfer.gatys import GatysSettings
+    from brushwork.video import GatysVideo, GatysVideoSettings
+    from brushwork.video.io import frame_to_uint8, uint8_to_frame
+
+    vgg = VGGEncoder("vgg19", generator=torch.Generator().manual_seed(0))
+    style_array = _texture(size, size, 5, 1.5)
+    style = torch.from_numpy(style_array).permute(2, 0, 1).float() / 255
+    image = GatysSettings(size=None, steps=steps, precision="fp32")
+    settings = GatysVideoSettings(image=image, later_steps=later_steps, keep_detail=keep_detail)
+    method = GatysVideo(style, settings=settings, encoder=vgg, device="cpu")
+    outputs, history = [], []
+    start = time.perf_counter()
+    for frame in frames:
+        out = uint8_to_frame(frame_to_uint8(method.stylise(frame, history)))  # 8-bit, as saved
+        history = [(frame, out)]
+        outputs.append(out)
+    seconds = time.perf_counter() - start
+    return outputs, seconds, warping_error(frames, outputs).mean
+
+
+def write_sheet(path: Path, rows: list[list[torch.Tensor]]) -> None:
+    """First, middle and last frame of each row side by side, rows stacked, as one PNG."""
+    from PIL import Image
+
+    picks = lambda frames: [frames[0], frames[len(frames) // 2], frames[-1]]  # noqa: E731
+    grid = torch.cat([torch.cat(picks(frames), dim=2) for frames in rows], dim=1)
+    array = (grid.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+    image = Image.fromarray(array)
+    image.resize((image.width * 2, image.height * 2), Image.NEAREST).save(path)
+
+
+def sharpness_part(args) -> dict:
+    from brushwork.video.detail import mean_abs_gradient
+
+    height = args.sharp_size * 9 // 16 // 4 * 4
+    frames = panning_frames(args.sharp_frames, args.sharp_size, height)
+    runs = {}
+    variants = ("before", "after") if args.variant == "both" else (args.variant,)
+    for name, keep in (("before", False), ("after", True)):
+        if name not in variants:
+            continue
+        runs[name] = sharpness_run(
+            frames, args.sharp_size, args.sharp_steps, args.sharp_later, keep
+        )
+    table = {
+        "input": [mean_abs_gradient(f) for f in frames],
+        **{name: [mean_abs_gradient(f) for f in run[0]] for name, run in runs.items()},
+    }
+    if args.sheet:
+        write_sheet(Path(args.sheet), [frames, *(run[0] for run in runs.values())])
+    return {
+        "size": f"{args.sharp_size}x{height}",
+        "steps": [args.sharp_steps, args.sharp_later],
+        "sharpness": table,
+        "seconds": {name: run[1] for name, run in runs.items()},
+        "warping_error": {name: run[2] for name, run in runs.items()},
+    }
+
+
+def print_sharpness(info: dict) -> None:
+    table = info["sharpness"]
+    print(f"Gatys video sharpness, {info['size']} px, steps {info['steps']} (first, later),")
+    print("random-weight VGG-19, fp32; mean absolute gradient on the 0-255 scale")
+    header = f"{'frame':>10}" + "".join(f"{name:>10}" for name in table)
+    print(header)
+    for t, values in enumerate(zip(*table.values(), strict=True)):
+        print(f"{t:>10}" + "".join(f"{v:>10.2f}" for v in values))
+    print(header)
+    ratios = [table[k][-1] / table[k][0] for k in table]
+    print(f"{'last/first':>10}" + "".join(f"{r:>10.3f}" for r in ratios))
+    errors, seconds = info["warping_error"], info["seconds"]
+    print(f"{'warp error':>10}{'':>10}" + "".join(f"{errors[k]:>10.5f}" for k in errors))
+    print(f"{'seconds':>10}{'':>10}" + "".join(f"{seconds[k]:>10.1f}" for k in seconds))
+    if "before" in errors and "after" in errors:
+        print(f"warping error after/before: {errors['after'] / errors['before']:.3f}")
+
+
+def combine(paths: list[str]) -> dict:
+    """Merge the JSON of separate ``--variant`` runs (same clip and settings)."""
+    infos = [json.loads(Path(p).read_text()) for p in paths]
+    merged = infos[0]
+    for info in infos[1:]:
+        if info["sharpness"]["input"] != merged["sharpness"]["input"]:
+            raise SystemExit("the runs to combine used different clips")
+        for key in ("sharpness", "seconds", "warping_error"):
+            merged[key].update(info[key])
+    return merged
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=24)
@@ -101,9 +225,31 @@ def main() -> None:
     parser.add_argument("--gatys-passes", type=int, default=3, help="for the multi-pass row")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--part", choices=("all", "speed", "sharpness"), default="all")
+    parser.add_argument("--sharp-frames", type=int, default=32)
+    parser.add_argument("--sharp-size", type=int, default=160, help="long side")
+    parser.add_argument("--sharp-steps", type=int, default=80, help="first frame (CLI default)")
+    parser.add_argument("--sharp-later", type=int, default=40, help="later frames (CLI default)")
+    parser.add_argument("--sheet", default=None, help="PNG of first/middle/last frames")
+    parser.add_argument("--variant", choices=("both", "before", "after"), default="both")
+    parser.add_argument("--save", default=None, help="also write the sharpness JSON here")
+    parser.add_argument("--combine", nargs="+", default=None, help="merge --save files")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.combine:
+        print_sharpness(combine(args.combine))
+        return
+    if args.part in ("all", "sharpness"):
+        sharp = sharpness_part(args)
+        if args.save:
+            Path(args.save).write_text(json.dumps(sharp, indent=2))
+        if args.json:
+            print(json.dumps(sharp, indent=2))
+        else:
+            print_sharpness(sharp)
+        if args.part == "sharpness":
+            return
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)

@@ -119,3 +119,25 @@ class TinyStylizer(torch.nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.net(images))
+
+
+def panning_texture_frames(
+    count: int = 20, height: int = 24, width: int = 40, step: tuple[float, float] = (0.7, 0.3)
+) -> list[torch.Tensor]:
+    """A sharp texture panning by ``step`` = (dx, dy) pixels a frame (sub-pixel motion).
+
+    Drawn at 4× and area-downsampled, so every frame is equally sharp. Returns
+    ``(3, H, W)`` tensors in [0, 1].
+    """
+    import torch.nn.functional as F
+
+    scale = 4
+    extra_x, extra_y = int(step[0] * count) + 2, int(step[1] * count) + 2
+    big = texture((height + extra_y) * scale, (width + extra_x) * scale, seed=5, sigma=3.0)
+    big_tensor = to_tensor(big)
+    frames = []
+    for t in range(count):
+        y0, x0 = round(step[1] * t * scale), round(step[0] * t * scale)
+        crop = big_tensor[:, y0 : y0 + height * scale, x0 : x0 + width * scale]
+        frames.append(F.avg_pool2d(crop[None], scale)[0])
+    return frames

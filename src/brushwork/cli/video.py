@@ -124,6 +124,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         default=0.5,
         help="share of the warped neighbour a refining pass starts from",
     )
+    g.add_argument(
+        "--keep-detail",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="re-inject the detail each warp of the previous frame loses, and optimise "
+        "later frames at full resolution (--no-keep-detail: the earlier behaviour, "
+        "which blurs frame after frame)",
+    )
     options.add_weights(g, what="VGG encoder")
     options.add_seed(g)
     return p
@@ -286,6 +294,7 @@ def _gatys_settings(args: argparse.Namespace):
         passes=args.passes,
         pass_steps=args.pass_steps,
         pass_blend=args.pass_blend,
+        keep_detail=args.keep_detail,
     )
     settings.validate()
     settings.image.validate(num_styles=len(args.style or []))
