@@ -119,6 +119,100 @@ def time_evaluations(evaluate, device: torch.device, repeats: int) -> float:
     return statistics.median(times)
 
 
+def time_to_quality(
+    encoder: VGGEncoder,
+    content: torch.Tensor,
+    style: torch.Tensor,
+    *,
+    plain_steps: int = 300,
+    settings: GatysSettings | None = None,
+) -> dict:
+    """The textbook loop's loss-versus-time curve, then brushwork's on the same objective.
+
+    Every point of both curves is the full-resolution float32 textbook loss of the image
+    at that evaluation (brushwork's full-size-level images are kept during the run and
+    scored afterwards, outside its timing; its coarse levels have no full-size image).
+    Returns both curves as (seconds, loss) lists, the textbook's final loss, the time at
+    which brushwork first reaches it (``None``: never) and the ratio of the times.
+    """
+    device = content.device
+    model, names = textbook_vgg19(encoder.state_dict())
+    model = model.to(device)
+    plain_times: list[float] = []
+    sync(device)
+    start = time.perf_counter()
+
+    def on_step(_count):
+        sync(device)
+        plain_times.append(time.perf_counter() - start)
+
+    _image, plain_losses = plain_gatys(
+        model, names, content, style, steps=plain_steps, content_layers=CONTENT_LAYERS,
+        style_layers=STYLE_LAYERS, content_weight=1.0, style_weight=STYLE_WEIGHT, on_step=on_step,
+    )  # fmt: skip
+    plain_s = plain_times[-1]
+    target = min(plain_losses)
+    settings = settings or GatysSettings(size=max(content.shape[-2:]))
+    snapshots: list[tuple[float, torch.Tensor]] = []
+    full = tuple(content.shape[-2:])
+
+    def callback(info):
+        if tuple(info.image.shape[-2:]) == full:
+            sync(device)
+            snapshots.append((time.perf_counter() - start, info.image.detach().clone()))
+
+    sync(device)
+    start = time.perf_counter()
+    out = gatys(
+        content[0], style[0], settings=settings, encoder=encoder, device=device, callback=callback
+    )
+    sync(device)
+    ours_s = time.perf_counter() - start
+    content_targets, style_grams = targets(model, names, content, style)
+    curve = []
+    with torch.no_grad():
+        for seconds, image in snapshots:
+            feats = plain_features(model, names, image.clamp(0, 1), WANTED)
+            curve.append((seconds, float(loss_of(feats, content_targets, style_grams))))
+    reached = next((seconds for seconds, loss in curve if loss <= target), None)
+    return {
+        "plain_curve": list(zip(plain_times, plain_losses, strict=True)),
+        "ours_curve": curve,
+        "plain_s": plain_s,
+        "plain_evaluations": len(plain_losses),
+        "target_loss": target,
+        "ours_s": ours_s,
+        "ours_evaluations": len(out.losses),
+        "ours_final_loss": min((loss for _s, loss in curve), default=float("nan")),
+        "schedule": " → ".join(f"{max(h, w)}px × {n}" for h, w, n in out.levels),
+        "reached_s": reached,
+        "time_ratio": None if reached is None else reached / plain_s,
+    }
+
+
+def plot_curves(result: dict, path: Path, title: str) -> None:
+    """Write both loss-versus-time curves (log loss) and the target line as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    for key, label in (("plain_curve", "textbook loop"), ("ours_curve", "brushwork default")):
+        if result[key]:
+            seconds, losses = zip(*result[key], strict=True)
+            axes.plot(seconds, losses, label=label)
+    axes.axhline(result["target_loss"], color="grey", linestyle="--", label="textbook final")
+    axes.set_yscale("log")
+    axes.set_xlabel("seconds")
+    axes.set_ylabel("full-resolution fp32 loss")
+    axes.set_title(title)
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
 def worker(args: argparse.Namespace) -> dict:
     """One measured configuration, in its own process."""
     device = torch.device(args.device)
@@ -209,8 +303,18 @@ def main() -> None:
         "--configs", default="plain,brushwork,brushwork-fp32", help="comma-separated subset"
     )
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
+    parser.add_argument(
+        "--time-to-quality",
+        action="store_true",
+        help="instead: the textbook loop's loss-versus-time curve (--plain-steps, use 300) and "
+        "the default run's, the time at which it first reaches the textbook's final loss",
+    )
+    parser.add_argument("--plot", type=Path, default=Path("gatys-time-to-quality.png"))
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.time_to_quality:
+        run_time_to_quality(args)
+        return
     if args.worker:
         print(json.dumps(worker(args)))
         return
@@ -230,6 +334,37 @@ def _forwarded(args: argparse.Namespace) -> list[str]:
     out = ["--size", str(args.size), "--plain-steps", str(args.plain_steps)]
     out += ["--device", args.device, "--repeats", str(args.repeats)]
     return out + (["--plain-no-line-search"] if args.plain_no_line_search else [])
+
+
+def run_time_to_quality(args: argparse.Namespace) -> None:
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    encoder = random_vgg19(device)
+    content, style = images(args.size, device)
+    result = time_to_quality(encoder, content, style, plain_steps=args.plain_steps)
+    print(f"\nGatys time to quality, VGG-19 (random weights), {args.size} px, {args.device}")
+    print("textbook loop (fp32, full resolution, L-BFGS) loss versus time:")
+    for index in sorted({0, *range(9, len(result["plain_curve"]), 25), -1}):
+        seconds, loss = result["plain_curve"][index]
+        print(f"  eval {index % len(result['plain_curve']) + 1:>4}  {seconds:>8.2f} s  {loss:.5g}")
+    print(f"brushwork default ({result['schedule']}), full-size level, same objective:")
+    curve = result["ours_curve"]
+    for index in sorted({0, *range(9, len(curve), 10), len(curve) - 1}) if curve else []:
+        print(f"  {curve[index][0]:>8.2f} s  {curve[index][1]:.5g}")
+    reached = result["reached_s"]
+    print(f"textbook: {result['plain_evaluations']} evaluations, {result['plain_s']:.2f} s, "
+          f"final loss {result['target_loss']:.5g}")  # fmt: skip
+    print(f"brushwork: {result['ours_evaluations']} evaluations, {result['ours_s']:.2f} s, "
+          f"best full-size loss {result['ours_final_loss']:.5g}")  # fmt: skip
+    if reached is None:
+        print("brushwork never reached the textbook's final loss (target: ≤ 0.25 of its time)")
+    else:
+        print(f"reaches it at {reached:.2f} s = {result['time_ratio']:.3f} × the textbook's "
+              "time (target ≤ 0.25)")  # fmt: skip
+    plot_curves(result, args.plot, f"Gatys {args.size} px, {args.device}")
+    print(f"plot: {args.plot}")
+    if args.json:
+        args.json.write_text(json.dumps(result))
 
 
 def print_table(rows: list[dict], args: argparse.Namespace) -> None:

@@ -779,7 +779,7 @@ class _History:
 
 
 class _StepBudgetReached(Exception):
-    """Raised inside the L-BFGS closure to stop it at exactly the step budget."""
+    """Raised inside an evaluation to stop the optimiser at exactly the step budget."""
 
 
 def _optimise(
@@ -788,12 +788,14 @@ def _optimise(
     steps: int,
     settings: GatysSettings,
     history: _History,
+    accepted: list[float] | None = None,
 ) -> tuple[torch.Tensor, float]:
     """Run ``steps`` loss evaluations on ``pixels`` (1, 3, h, w).
 
     Returns the pixels and their loss: for L-BFGS the best point evaluated (its
     line search may be stopped by the budget at a trial point), for Adam the
-    last evaluated one.
+    last evaluated one. ``accepted`` (L-BFGS) receives the loss of every point
+    the line search accepted, in order.
     """
     if steps == 0:
         return pixels, float("nan")
@@ -809,38 +811,117 @@ def _optimise(
                 pixels.clamp_(0, 1)
         return pixels, history.losses[-1]
 
-    optimizer = torch.optim.LBFGS(
-        [pixels],
-        lr=settings.learning_rate or 1.0,
-        max_iter=steps,
-        max_eval=steps,
-        history_size=settings.lbfgs_history,
-        tolerance_grad=0.0,
-        tolerance_change=0.0,
-        # Without a line search torch's L-BFGS stalls on losses of small scale
-        # (its first step is at most 1/|g|₁ and curvature pairs with sᵀy < 1e-10
-        # are dropped); the strong-Wolfe line search makes it scale-free.
-        line_search_fn="strong_wolfe" if settings.line_search else None,
-    )
     evaluations = 0
     best_loss, best_pixels = math.inf, pixels.detach().clone()
 
-    def closure() -> torch.Tensor:
+    def evaluate(point: torch.Tensor) -> tuple[float, torch.Tensor]:
+        """Loss and flat gradient at a flat point (3·h·w,); counts one step."""
         nonlocal evaluations, best_loss
         if evaluations == steps:
             raise _StepBudgetReached
         evaluations += 1
-        optimizer.zero_grad(set_to_none=True)
-        loss, terms = objective(pixels)
-        history.record(loss, terms, pixels)
+        with torch.no_grad():
+            pixels.copy_(point.view_as(pixels))
+        pixels.grad = None
+        with torch.enable_grad():
+            loss, terms = objective(pixels)
+            history.record(loss, terms, pixels)
+            loss.backward()
         if history.losses[-1] < best_loss:
             best_loss = history.losses[-1]
             best_pixels.copy_(pixels.detach())
-        loss.backward()
-        return loss.detach()
+        return history.losses[-1], pixels.grad.detach().flatten().clone()
 
     with contextlib.suppress(_StepBudgetReached):
-        optimizer.step(closure)
+        _lbfgs(pixels.detach().flatten().clone(), evaluate, objective, settings, accepted)
     with torch.no_grad():
         pixels.copy_(best_pixels)
+    pixels.grad = None
     return pixels, best_loss
+
+
+def _lbfgs(
+    point: torch.Tensor,
+    evaluate: Callable[[torch.Tensor], tuple[float, torch.Tensor]],
+    objective: _Objective,
+    settings: GatysSettings,
+    accepted: list[float] | None,
+) -> None:
+    """L-BFGS from the flat ``point`` until ``evaluate`` raises :class:`_StepBudgetReached`.
+
+    torch's ``LBFGS`` with a strong-Wolfe line search, with three differences:
+    a point is accepted only if its loss is below the current one; when the line
+    search finds no decrease (a noisy bf16 loss near a minimum), the loss is
+    re-evaluated in float32 and the rest of the level runs in float32 (a second
+    stall in float32 restarts the curvature history); and the budget is always
+    spent (torch's optimiser returns early on a stall).
+    """
+    from torch.optim.lbfgs import _strong_wolfe
+
+    lr = settings.learning_rate or 1.0
+    loss, grad = evaluate(point)
+    steps_s: list[torch.Tensor] = []
+    steps_y: list[torch.Tensor] = []
+    scale = 1.0
+    while True:
+        direction = _two_loop(grad, steps_s, steps_y, scale)
+        slope = float(grad.dot(direction))
+        if not steps_s or slope >= 0:
+            steps_s.clear()
+            steps_y.clear()
+            direction, slope = -grad, -float(grad.dot(grad))
+            step = min(1.0, 1.0 / float(grad.abs().sum())) * lr
+        else:
+            step = lr
+        if slope == 0:
+            return  # a stationary point: nothing more to gain
+        if settings.line_search:
+
+            def along(x: torch.Tensor, t: float, d: torch.Tensor):
+                return evaluate(x + t * d)
+
+            new_loss, new_grad, step, _evals = _strong_wolfe(
+                along, point, step, direction, loss, grad, slope, max_ls=25
+            )
+            new_loss = float(new_loss)
+        else:
+            new_loss, new_grad = evaluate(point + step * direction)
+        if not new_loss < loss or step == 0:
+            # A stall: no decrease along the direction.
+            if objective.dtype != torch.float32:
+                objective.dtype = torch.float32
+                loss, grad = evaluate(point)
+            steps_s.clear()
+            steps_y.clear()
+            continue
+        s = step * direction
+        y = new_grad - grad
+        curvature = float(y.dot(s))
+        if curvature > 1e-10:
+            if len(steps_s) == settings.lbfgs_history:
+                steps_s.pop(0)
+                steps_y.pop(0)
+            steps_s.append(s)
+            steps_y.append(y)
+            scale = curvature / float(y.dot(y))
+        point = point + s
+        loss, grad = new_loss, new_grad
+        if accepted is not None:
+            accepted.append(loss)
+
+
+def _two_loop(
+    grad: torch.Tensor, steps_s: list[torch.Tensor], steps_y: list[torch.Tensor], scale: float
+) -> torch.Tensor:
+    """The L-BFGS direction −H·grad from the stored (s, y) pairs (two-loop recursion)."""
+    q = -grad
+    alphas = []
+    for s, y in zip(reversed(steps_s), reversed(steps_y), strict=True):
+        alpha = float(s.dot(q)) / float(y.dot(s))
+        q = q - alpha * y
+        alphas.append(alpha)
+    direction = q * scale
+    for (s, y), alpha in zip(zip(steps_s, steps_y, strict=True), reversed(alphas), strict=True):
+        beta = float(y.dot(direction)) / float(y.dot(s))
+        direction = direction + (alpha - beta) * s
+    return direction
