@@ -110,3 +110,35 @@ def test_command_line_runs_reports_and_compares_two_folders(
     assert ssim["difference"] == pytest.approx(ssim["mean_b"] - ssim["mean_a"], abs=1e-12)
     assert ssim["difference"] == pytest.approx(0.0, abs=1e-9)
     assert '<table class="comparison">' in (tmp_path / "cmp" / "c.html").read_text()
+
+
+def test_styleid_runs_through_its_library_call(bench_data, tmp_path):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "diffusion"))
+    from tiny_sd import build_sd_pipeline
+
+    from brushwork.benchmark.methods import MethodSettings
+    from brushwork.benchmark.protocol import folder_inputs
+    from brushwork.benchmark.runner import BenchmarkSettings, benchmark_folder
+    from brushwork.benchmark.store import BenchmarkStore
+
+    build_sd_pipeline(tmp_path / "build").save_pretrained(tmp_path / "sd")
+    settings = BenchmarkSettings(
+        methods=tuple(parse_methods(f"styleid:{tmp_path / 'sd'}")),
+        method=MethodSettings(size=32, seed=0, steps=2, device="cpu"),
+        metrics=("ssim",),
+    )
+    summary, _ = benchmark_folder(
+        tmp_path / "b", settings, folder_inputs(bench_data["contents"], bench_data["styles"])
+    )
+    assert (summary.done, summary.failed) == (4, 0)
+    with BenchmarkStore(tmp_path / "b", create=False) as store:
+        (method,) = store.methods()
+        jobs = store.jobs()
+    assert method["defaults"]["gamma"] == 0.75 and method["defaults"]["steps"] == 2
+    from brushwork.image import load_image
+
+    result = load_image(tmp_path / "b" / jobs[0].result)
+    assert tuple(result.shape) == (3, 27, 32)  # the 40×48 content at long side 32
