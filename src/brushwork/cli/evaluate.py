@@ -56,6 +56,7 @@ WEIGHT_FLAGS = {
     "inception-art": "--art-inception-weights",
     "clip-vit-large": "--clip-model",
     "dino-vitb8": "--dino-model",
+    "csd-vit-large": "--csd-weights",
 }
 
 
@@ -82,6 +83,9 @@ def add_network_options(parser: argparse.ArgumentParser) -> argparse._ArgumentGr
     )
     g.add_argument(
         "--dino-model", default=None, metavar="ID|FOLDER", help="DINO-ViT hub id or local folder"
+    )
+    g.add_argument(
+        "--csd-weights", metavar="PATH", help="CSD checkpoint (pytorch_model.bin or .safetensors)"
     )
     return g
 
@@ -173,6 +177,7 @@ def network_settings(args: argparse.Namespace) -> NetworkSettings:
         inception_size=args.inception_size,
         clip_model=args.clip_model,
         dino_model=args.dino_model,
+        csd_weights=args.csd_weights,
     )
 
 

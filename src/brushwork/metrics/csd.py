@@ -53,6 +53,7 @@ from brushwork.errors import WeightsError
 __all__ = [
     "CSD_WEIGHTS",
     "CSDModel",
+    "config_from_state",
     "csd_key_map",
     "csd_vision_config",
     "load_csd",
@@ -246,6 +247,31 @@ def openai_state_from_csd(model: CSDModel) -> dict[str, torch.Tensor]:
     return state
 
 
+def config_from_state(state: dict[str, torch.Tensor]):
+    """The vision config a published-layout state dict was made for (read from its shapes;
+    heads = width / 64 as in every OpenAI CLIP ViT). ViT-L/14 for the released file."""
+    state = _strip(state)
+    try:
+        width = int(state["backbone.class_embedding"].shape[0])
+        patch = int(state["backbone.conv1.weight"].shape[-1])
+        tokens = int(state["backbone.positional_embedding"].shape[0])
+        hidden = int(state["backbone.transformer.resblocks.0.mlp.c_fc.weight"].shape[0])
+        out = int(state["last_layer_style"].shape[1])
+    except (KeyError, IndexError) as error:
+        raise WeightsError(
+            f"not a CSD checkpoint in the published layout: missing {error}"
+        ) from None
+    layers = len(
+        {k.split(".")[3] for k in state if k.startswith("backbone.transformer.resblocks.")}
+    )
+    side = round((tokens - 1) ** 0.5) * patch
+    return csd_vision_config(
+        hidden_size=width, intermediate_size=hidden, num_hidden_layers=layers,
+        num_attention_heads=max(1, width // 64), image_size=side, patch_size=patch,
+        projection_dim=out,
+    )  # fmt: skip
+
+
 def load_csd(
     weights: str | os.PathLike[str] | None = None,
     *,
@@ -271,6 +297,6 @@ def load_csd(
         CSD_WEIGHTS, path=weights, download=download, verify_hash=published,
         entries=("model_state_dict", "state_dict"),
     )  # fmt: skip
-    model = CSDModel(config)
+    model = CSDModel(config or config_from_state(state))
     load_csd_state(model, state, source=str(weights or CSD_WEIGHTS))
     return model.to(device) if device is not None else model

@@ -37,6 +37,7 @@ __all__ = [
     "EDIT_METRICS",
     "HIGHER_IS_BETTER",
     "MODES",
+    "OPT_IN_METRICS",
     "SET_METRICS",
     "STYLE_METRICS",
     "VIDEO_METRICS",
@@ -50,6 +51,7 @@ __all__ = [
     "evaluate",
     "missing_networks",
     "networks_needed",
+    "score_triples",
     "write_scores",
 ]
 
@@ -63,14 +65,25 @@ STYLE_METRICS = (
     "histogram",
     "fid",
     "artfid",
+    "csd",
+    "cfsd",
+    "lpips_gray",
+    "fid_inf",
+    "artfid_inf",
 )
 EDIT_METRICS = ("clip_text", "clip_direction", "clip_accuracy", "structure", "lpips")
 VIDEO_METRICS = ("warping_error",)
 MODES = {"style": STYLE_METRICS, "edit": EDIT_METRICS, "video": VIDEO_METRICS}
 #: Metrics over whole sets (no per-item value).
-SET_METRICS = ("fid", "artfid")
+SET_METRICS = ("fid", "artfid", "fid_inf", "artfid_inf")
+#: Computed only when asked for by name (a large download, or a protocol's extra).
+OPT_IN_METRICS = ("csd", "cfsd", "lpips_gray", "fid_inf", "artfid_inf")
+#: Set metric -> the Inception variant it uses.
+INCEPTION_OF = {"fid": "fid", "fid_inf": "fid", "artfid": "art", "artfid_inf": "art"}
+#: Metrics whose summary needs every item's LPIPS.
+NEEDS_LPIPS = ("lpips", "lpips_gray", "artfid", "artfid_inf")
 #: Direction of improvement, shown in the summary.
-HIGHER_IS_BETTER = {"ssim", "clip_style", "clip_text", "clip_direction", "clip_accuracy"}
+HIGHER_IS_BETTER = {"ssim", "csd", "clip_style", "clip_text", "clip_direction", "clip_accuracy"}
 #: Relative difference of aspect ratios up to which an input is resized to its result.
 ASPECT_TOLERANCE = 0.02
 OUTPUT_SUFFIXES = (".csv", ".json")
@@ -90,6 +103,7 @@ class NetworkSettings:
     inception_size: int = 299
     clip_model: str | None = None
     dino_model: str | None = None
+    csd_weights: str | None = None
 
 
 @dataclass(frozen=True)
@@ -186,7 +200,7 @@ def choose_metrics(
     """The metrics to compute, in the mode's order; ConfigError for an unknown name."""
     available = MODES[mode]
     if requested is None:
-        chosen = list(available)
+        chosen = [m for m in available if m not in OPT_IN_METRICS]
     else:
         chosen = []
         for name in requested:
@@ -296,14 +310,16 @@ def _check_fid_sizes(items: list[Item], metrics: list[str], explicit: bool) -> l
     if not wanted:
         return metrics
     n_styles = len({it.files["style"] for it in items})
-    if len(items) >= MIN_FID_IMAGES and n_styles >= MIN_FID_IMAGES:
+    # FID∞ fits FID over subsets smaller than the set: one result more than FID.
+    need = MIN_FID_IMAGES + any(m.endswith("_inf") for m in wanted)
+    if len(items) >= need and n_styles >= MIN_FID_IMAGES:
         return metrics
     if not explicit:
         return [m for m in metrics if m not in SET_METRICS]
     others = [m for m in metrics if m not in SET_METRICS]
     hint = f": --metrics {','.join(others)}" if others else ""
     raise ImageError(
-        f"{' and '.join(wanted)} need at least {MIN_FID_IMAGES} results and {MIN_FID_IMAGES} "
+        f"{' and '.join(wanted)} need at least {need} results and {MIN_FID_IMAGES} "
         f"style images (got {len(items)} results, {n_styles} style images); reliable values "
         f"need hundreds. Leave them out{hint}"
     )
@@ -326,6 +342,7 @@ def _check_same_items(items_a: list[Item], items_b: list[Item]) -> None:
 def networks_needed(mode: str, metrics: Sequence[str], nets: NetworkSettings) -> list[Network]:
     """Every pretrained network the chosen ``metrics`` load, with the metrics using each."""
     from brushwork.metrics.clip import DEFAULT_CLIP_MODEL
+    from brushwork.metrics.csd import CSD_WEIGHTS
     from brushwork.metrics.fid import INCEPTION_WEIGHTS
     from brushwork.metrics.lpips import LINEAR_WEIGHTS, TRUNK_WEIGHTS
     from brushwork.metrics.structure import DEFAULT_DINO_MODEL
@@ -337,13 +354,19 @@ def networks_needed(mode: str, metrics: Sequence[str], nets: NetworkSettings) ->
     def hub(model_id: str, users: tuple[str, ...]) -> Network:
         return Network(hub_name_of(model_id) or model_id, "hub", model_id, users)
 
-    lpips_users = using("lpips", "artfid")
+    lpips_users = using(*NEEDS_LPIPS)
     candidates = [
         Network(TRUNK_WEIGHTS[nets.lpips_net], "file", nets.lpips_trunk_weights, lpips_users),
         Network(LINEAR_WEIGHTS[nets.lpips_net], "file", nets.lpips_weights, lpips_users),
-        Network("vgg19", "file", nets.vgg_weights, using("content_loss", "gram_loss")),
-        Network(INCEPTION_WEIGHTS["fid"], "file", nets.inception_weights, using("fid")),
-        Network(INCEPTION_WEIGHTS["art"], "file", nets.art_inception_weights, using("artfid")),
+        Network("vgg19", "file", nets.vgg_weights, using("content_loss", "gram_loss", "cfsd")),
+        Network(INCEPTION_WEIGHTS["fid"], "file", nets.inception_weights, using("fid", "fid_inf")),
+        Network(
+            INCEPTION_WEIGHTS["art"],
+            "file",
+            nets.art_inception_weights,
+            using("artfid", "artfid_inf"),
+        ),
+        Network(CSD_WEIGHTS, "file", nets.csd_weights, using("csd")),
         hub(nets.clip_model or DEFAULT_CLIP_MODEL, tuple(m for m in metrics if "clip" in m)),
         hub(nets.dino_model or DEFAULT_DINO_MODEL, using("structure", "leakage")),
     ]
@@ -432,9 +455,10 @@ class _Models:
 
     def __init__(self, metrics: list[str], nets: NetworkSettings, device: Any) -> None:
         self.device = device
-        self.lpips = self.vgg = self.clip = self.dino = None
+        self.lpips = self.vgg = self.clip = self.dino = self.csd = None
+        #: Set metric -> its Inception (metrics of one variant share one network).
         self.inception: dict[str, Any] = {}
-        if "lpips" in metrics or "artfid" in metrics:
+        if any(m in metrics for m in NEEDS_LPIPS):
             from brushwork.metrics.lpips import load_lpips
 
             self.lpips = load_lpips(
@@ -443,21 +467,28 @@ class _Models:
                 trunk_weights=nets.lpips_trunk_weights,
                 device=device,
             )
-        if "content_loss" in metrics or "gram_loss" in metrics:
+        if any(m in metrics for m in ("content_loss", "gram_loss", "cfsd")):
             from brushwork.encoders import load_vgg_encoder
 
             self.vgg = load_vgg_encoder("vgg19", weights=nets.vgg_weights, device=device)
-        for metric, variant, path in (
-            ("fid", "fid", nets.inception_weights),
-            ("artfid", "art", nets.art_inception_weights),
-        ):
-            if metric in metrics:
-                from brushwork.metrics.fid import load_inception
+        loaded: dict[str, Any] = {}
+        for metric in (m for m in SET_METRICS if m in metrics):
+            from brushwork.metrics.fid import load_inception
 
-                size = nets.inception_size if variant == "fid" else "default"
-                self.inception[metric] = load_inception(
-                    variant, weights=path, input_size=size, device=device
+            variant = INCEPTION_OF[metric]
+            if variant not in loaded:
+                fid = variant == "fid"
+                loaded[variant] = load_inception(
+                    variant,
+                    weights=nets.inception_weights if fid else nets.art_inception_weights,
+                    input_size=nets.inception_size if fid else "default",
+                    device=device,
                 )
+            self.inception[metric] = loaded[variant]
+        if "csd" in metrics:
+            from brushwork.metrics.csd import load_csd
+
+            self.csd = load_csd(nets.csd_weights, device=device)
         if any(m.startswith("clip") for m in metrics):
             from brushwork.metrics.clip import DEFAULT_CLIP_MODEL, load_clip
 
@@ -498,7 +529,7 @@ def _score_style(
     )
 
     device = models.device
-    features: dict[str, list] = {m: [] for m in models.inception}
+    features: dict[int, list] = {}
     style_cache: dict[Path, torch.Tensor] = {}
     task = progress.add_task("scoring", total=len(items))
     with torch.no_grad():
@@ -520,6 +551,17 @@ def _score_style(
                 scores["ssim"] = float(ssim(result, content))
             if models.lpips is not None:
                 scores["lpips"] = float(models.lpips(r, c)[0])
+            if "lpips_gray" in metrics:
+                from brushwork.metrics.lpips import gray_lpips
+
+                scores["lpips_gray"] = float(gray_lpips(models.lpips, r, c)[0])
+            if "cfsd" in metrics:
+                from brushwork.metrics.cfsd import cfsd
+
+                scores["cfsd"] = float(cfsd(models.vgg, r, c)[0])
+            if "csd" in metrics:
+                s_full = style_full[None].to(device)
+                scores["csd"] = float(models.csd.style_similarity(r, s_full)[0])
             if "content_loss" in metrics:
                 scores["content_loss"] = float(content_feature_loss(models.vgg, r, c)[0])
             if "gram_loss" in metrics:
@@ -533,29 +575,40 @@ def _score_style(
                 scores["leakage"] = float(content_leakage(models.dino, r, c, s_fit)[0])
             if "histogram" in metrics:
                 scores["histogram"] = float(color_histogram_distance(result, style_full))
-            for metric, model in models.inception.items():
-                features[metric].append(model(r).double().cpu().numpy()[0])
+            for model in {id(m): m for m in models.inception.values()}.values():
+                features.setdefault(id(model), []).append(model(r).double().cpu().numpy()[0])
             progress.advance(task)
     set_scores: dict[str, float] = {}
     if models.inception:
-        from brushwork.metrics.fid import art_fid, fid_from_features, inception_features
+        from brushwork.metrics.fid import (
+            art_fid,
+            fid_from_features,
+            fid_infinity,
+            inception_features,
+        )
 
         styles = sorted(style_cache)
+        style_feats: dict[int, Any] = {}
         for metric, model in models.inception.items():
-            style_feats = inception_features(
-                model,
-                lambda i: style_cache[styles[i]],
-                count=len(styles),
-                batch_size=batch_size,
-                device=device,
-            )
-            fid = fid_from_features(style_feats, np.stack(features[metric]))
-            if metric == "fid":
-                set_scores["fid"] = fid
+            if id(model) not in style_feats:
+                style_feats[id(model)] = inception_features(
+                    model,
+                    lambda i: style_cache[styles[i]],
+                    count=len(styles),
+                    batch_size=batch_size,
+                    device=device,
+                )
+            reference, results = style_feats[id(model)], np.stack(features[id(model)])
+            if metric.endswith("_inf"):
+                fid = fid_infinity(reference, results).value
+            else:
+                fid = fid_from_features(reference, results)
+            if metric.startswith("fid"):
+                set_scores[metric] = fid
             else:
                 lpips_mean = float(np.mean([it.scores["lpips"] for it in items]))
-                set_scores["artfid"] = art_fid(fid, lpips_mean)
-                set_scores["artfid_fid"] = fid
+                set_scores[metric] = art_fid(fid, lpips_mean)
+                set_scores[f"{metric}_fid"] = fid
     if "lpips" not in metrics:  # computed only for ArtFID
         for item in items:
             item.scores.pop("lpips", None)
@@ -640,8 +693,9 @@ def _summary(items: list[Item], metrics: list[str], set_scores: dict[str, float]
                 out[m] = {"value": set_scores[m], "n": len(items)}
         else:
             out[m] = summarize([it.scores.get(m, math.nan) for it in items]).as_dict()
-    if "artfid_fid" in set_scores and "artfid" in out:
-        out["artfid"]["fid_art_inception"] = set_scores["artfid_fid"]
+    for metric in ("artfid", "artfid_inf"):
+        if f"{metric}_fid" in set_scores and metric in out:
+            out[metric]["fid_art_inception"] = set_scores[f"{metric}_fid"]
     if "warping_error" in set_scores:
         out["warping_error"]["video_mean"] = set_scores["warping_error"]
     return out
@@ -781,6 +835,52 @@ def evaluate(settings: EvaluationSettings, progress: Any = None) -> EvaluationRe
             settings.mode, metrics, rows, summary, settings.results, compared=True
         )
     return _written(result, output)
+
+
+def score_triples(
+    triples: Sequence[tuple[Any, Any, Any] | Item],
+    metrics: Sequence[str] | None = None,
+    *,
+    networks: NetworkSettings | None = None,
+    device: str = "auto",
+    batch_size: int = 8,
+    progress: Any = None,
+) -> EvaluationResult:
+    """Score (content, style, result) image files with style metrics chosen by name.
+
+    The library form of ``brushwork evaluate`` for callers that pair files themselves
+    (``brushwork benchmark``). Every check comes before any network loads: metric names,
+    images (readable, aspect ratios), set-metric counts, networks (one WeightsError line).
+
+    Args:
+        triples: ``(content, style, result)`` paths, or :class:`Item` s.
+        metrics: names from :data:`STYLE_METRICS` (``None``: the defaults).
+
+    Returns:
+        rows: one dict per triple (name, content, style, result, per-item scores);
+        summary: metric -> {n, mean, std, ci95_low, ci95_high}, set metrics {value, n}.
+    """
+    from brushwork.devices import resolve_device
+
+    nets = networks or NetworkSettings()
+    chosen = choose_metrics("style", metrics)
+    items = []
+    for triple in triples:
+        if isinstance(triple, Item):
+            items.append(triple)
+            continue
+        content, style, result = (Path(x) for x in triple)
+        files = {"content": content, "style": style, "result": result}
+        items.append(Item(result.stem, files))
+    if not items:
+        raise ImageError("nothing to score: no (content, style, result) triples given")
+    _check_images(items, "content")
+    chosen = _check_fid_sizes(items, chosen, explicit=metrics is not None)
+    _check_networks("style", chosen, nets)
+    models = _Models(chosen, nets, resolve_device(device))
+    set_scores = _score_style(items, chosen, models, batch_size, progress or _NoProgress())
+    rows = _rows(items, chosen)
+    return EvaluationResult("style", chosen, rows, _summary(items, chosen, set_scores), ())
 
 
 def _written(result: EvaluationResult, output: Path | None) -> EvaluationResult:
