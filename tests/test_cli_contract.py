@@ -465,6 +465,16 @@ def _cases() -> list[Case]:
     cases.append(Case("ui", "--device gpu7", "ui --device gpu7"))
     cases.append(Case("ui", "--model folder missing", "ui --model {missing}"))
     cases.append(Case("ui", "--share maybe", "ui --share maybe"))
+    evaluate = BASE["evaluate"]
+    for bad, argv in [
+        ("--metrics csd, --csd-weights missing", _with(evaluate, "--metrics", "csd")
+         + " --csd-weights {missing}"),
+        ("--metrics cfsd, --vgg-weights missing", _with(evaluate, "--metrics", "cfsd")
+         + " --vgg-weights {missing}"),
+        ("--metrics fid_inf with one result", _with(evaluate, "--metrics", "fid_inf")),
+        ("--metrics csd_style (unknown)", _with(evaluate, "--metrics", "csd_style")),
+    ]:  # fmt: skip
+        cases.append(Case("evaluate", bad, argv))
     return cases
 
 
