@@ -68,6 +68,7 @@ STYLE_METRICS = (
     "csd",
     "cfsd",
     "lpips_gray",
+    "histogan",
     "fid_inf",
     "artfid_inf",
 )
@@ -77,7 +78,7 @@ MODES = {"style": STYLE_METRICS, "edit": EDIT_METRICS, "video": VIDEO_METRICS}
 #: Metrics over whole sets (no per-item value).
 SET_METRICS = ("fid", "artfid", "fid_inf", "artfid_inf")
 #: Computed only when asked for by name (a large download, or a protocol's extra).
-OPT_IN_METRICS = ("csd", "cfsd", "lpips_gray", "fid_inf", "artfid_inf")
+OPT_IN_METRICS = ("csd", "cfsd", "lpips_gray", "histogan", "fid_inf", "artfid_inf")
 #: Set metric -> the Inception variant it uses.
 INCEPTION_OF = {"fid": "fid", "fid_inf": "fid", "artfid": "art", "artfid_inf": "art"}
 #: Metrics whose summary needs every item's LPIPS.
@@ -573,6 +574,10 @@ def _score_style(
 
                 s_fit = crop_to_match(style_full, *result.shape[-2:])[None].to(device)
                 scores["leakage"] = float(content_leakage(models.dino, r, c, s_fit)[0])
+            if "histogan" in metrics:
+                from brushwork.metrics.histogan import histogan_loss
+
+                scores["histogan"] = float(histogan_loss(result, style_full))
             if "histogram" in metrics:
                 scores["histogram"] = float(color_histogram_distance(result, style_full))
             for model in {id(m): m for m in models.inception.values()}.values():
