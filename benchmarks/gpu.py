@@ -221,7 +221,8 @@ def run_section(args: argparse.Namespace) -> list[dict]:
     _setup(args.device)
     if args.section.startswith("gatys-"):
         size = int(args.section.removeprefix("gatys-"))
-        return section_gatys(args, args.tiny if args.dry_run else size)
+        # The textbook loop runs VGG-19 to pool5: 64 px is the smallest sensible size.
+        return section_gatys(args, max(args.tiny, 64) if args.dry_run else size)
     if args.section == "feedforward":
         return section_feedforward(args)
     return section_daam(args)
