@@ -27,10 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from brushwork.errors import ConfigError, OutputPathError
+from brushwork.errors import ConfigError
 from brushwork.experiments.store import (
     Transaction,
-    open_database,
+    open_store_folder,
     plain_value,
     settings_changes,
 )
@@ -98,17 +98,15 @@ class BenchmarkStore:
     def __init__(self, folder: str | Path, *, create: bool = True) -> None:
         self.folder = Path(folder)
         self.path = self.folder / DB_NAME
-        if not self.path.exists():
-            if not create:
-                raise OutputPathError(
-                    f"{self.folder} is not a benchmark folder (no {DB_NAME}); make one with "
-                    "'brushwork benchmark --contents DIR --styles DIR -o FOLDER'"
-                )
-            try:
-                self.folder.mkdir(parents=True, exist_ok=True)
-            except OSError as error:
-                raise OutputPathError(f"cannot create the folder {self.folder}: {error}") from error
-        self.db = open_database(self.path)
+        self.db = open_store_folder(
+            self.folder,
+            DB_NAME,
+            create=create,
+            kind="benchmark",
+            missing_hint=(
+                "make one with 'brushwork benchmark --contents DIR --styles DIR -o FOLDER'"
+            ),
+        )
         self.db.executescript(_SCHEMA)
 
     def close(self) -> None:

@@ -73,6 +73,25 @@ def open_database(path: Path) -> sqlite3.Connection:
     return db
 
 
+def open_store_folder(
+    folder: Path, db_name: str, *, create: bool, kind: str, missing_hint: str
+) -> sqlite3.Connection:
+    """The SQLite store ``folder / db_name`` opened with :func:`open_database`.
+
+    A folder without it is created (with ``create``), else OutputPathError saying it
+    is not a ``kind`` folder, followed by ``missing_hint`` (how to make one).
+    """
+    path = folder / db_name
+    if not path.exists():
+        if not create:
+            raise OutputPathError(f"{folder} is not a {kind} folder (no {db_name}); {missing_hint}")
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise OutputPathError(f"cannot create the {kind} folder {folder}: {error}") from error
+    return open_database(path)
+
+
 def settings_changes(stored: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
     """``"key: stored X, now Y"`` for every key whose value differs (sorted by key)."""
     return [
@@ -93,19 +112,13 @@ class StudyStore:
     def __init__(self, folder: str | Path, *, create: bool = True) -> None:
         self.folder = Path(folder)
         self.path = self.folder / DB_NAME
-        if not self.path.exists():
-            if not create:
-                raise OutputPathError(
-                    f"{self.folder} is not a study run folder (no {DB_NAME}); start one with "
-                    "'brushwork study run -o FOLDER'"
-                )
-            try:
-                self.folder.mkdir(parents=True, exist_ok=True)
-            except OSError as error:
-                raise OutputPathError(
-                    f"cannot create the run folder {self.folder}: {error}"
-                ) from error
-        self.db = open_database(self.path)
+        self.db = open_store_folder(
+            self.folder,
+            DB_NAME,
+            create=create,
+            kind="study run",
+            missing_hint="start one with 'brushwork study run -o FOLDER'",
+        )
         self.db.executescript(_SCHEMA)
 
     def close(self) -> None:
