@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -12,22 +11,9 @@ from PIL import Image
 from brushwork.encoders import VGGEncoder
 from brushwork.transfer.adain import AdaINConfig, AdaINModel, EncoderConfig
 from brushwork.transfer.wct import WCTConfig, WCTModel
+from feedforward_testing import TINY_WIDTHS, generated_image, he_scaled
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
-
-TINY_WIDTHS = (4, 6, 8, 8, 8)
-
-
-def generated_image(seed: int, height: int = 40, width: int = 48) -> np.ndarray:
-    """A smooth random colour pattern with some texture, (H, W, 3) uint8."""
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:height, 0:width] / max(height, width)
-    channels = []
-    for _ in range(3):
-        fx, fy, phase = rng.uniform(1, 6), rng.uniform(1, 6), rng.uniform(0, 6.28)
-        wave = 0.5 + 0.4 * np.sin(2 * np.pi * (fx * x + fy * y) + phase)
-        channels.append(wave + 0.1 * rng.standard_normal((height, width)))
-    return (np.clip(np.stack(channels, -1), 0, 1) * 255).astype(np.uint8)
 
 
 def write_folder(folder: Path, count: int, seed: int, **size) -> Path:
@@ -68,28 +54,17 @@ def vgg16() -> VGGEncoder:
     return VGGEncoder("vgg16", generator=torch.Generator().manual_seed(0))
 
 
-def _seeded(model: torch.nn.Module, seed: int) -> torch.nn.Module:
-    from brushwork.transfer.johnson import reinitialise
-
-    reinitialise(model, torch.Generator().manual_seed(seed))
-    with torch.no_grad():  # He scaling (×√6 on PyTorch's default bound): no dead tiny nets
-        for module in model.modules():
-            if isinstance(module, torch.nn.Conv2d) and module.kernel_size != (1, 1):
-                module.weight.mul_(6**0.5)
-    return model.eval()
-
-
 @pytest.fixture
 def seeded():
     """``seeded(model, seed)``: seeded He-scaled random weights, eval mode."""
-    return _seeded
+    return he_scaled
 
 
 @pytest.fixture
 def tiny_adain() -> AdaINModel:
     """AdaIN with a few channels (relu4_1 of width 8), seeded random weights."""
     model = AdaINModel(AdaINConfig(EncoderConfig(level=4, widths=TINY_WIDTHS)))
-    _seeded(model, 1)
+    he_scaled(model, 1)
     from brushwork.transfer.adain import _set_caffe_input
 
     _set_caffe_input(model.encoder[0])
@@ -102,4 +77,4 @@ def tiny_adain() -> AdaINModel:
 def tiny_wct() -> WCTModel:
     """WCT with levels 3, 2, 1 and a few channels, seeded random weights."""
     model = WCTModel(WCTConfig(EncoderConfig(level=3, widths=TINY_WIDTHS), levels=(3, 2, 1)))
-    return _seeded(model, 2)
+    return he_scaled(model, 2)
