@@ -228,7 +228,7 @@ def unpool_conv_cat5(
     strips are recomputed from the unpooled border rows and columns.
 
     Args:
-        bands: LL, LH, HL, HH, each (B, C, h, w), h and w at least 2.
+        bands: LL, LH, HL, HH, each (B, C, h, w).
         original: (B, C, 2h, 2w) encoder map before pooling.
         conv: the 3 × 3 convolution on 5C channels (unpadded; bias optional).
 
