@@ -8,10 +8,18 @@ import pytest
 import torch
 
 from brushwork.errors import ConfigError, WeightsError
-from brushwork.transfer import modelfile
+from brushwork.transfer import modelfile, wct
 from brushwork.transfer.stylize import WCTStylizer, load_stylizer
 from brushwork.transfer.tiling import tile_starts, tiled
-from brushwork.transfer.wct import WCTModel, WCTSettings, covariance, train_wct, whiten_colour
+from brushwork.transfer.wct import (
+    WCTModel,
+    WCTSettings,
+    covariance,
+    stack_maps,
+    style_statistics,
+    train_wct,
+    whiten_colour,
+)
 
 
 def _correlated(channels: int, n: int, seed: int, scale: float) -> torch.Tensor:
@@ -29,6 +37,30 @@ def test_output_covariance_and_mean_match_the_style() -> None:
     assert (got - target).abs().max() < 1e-4 * target.abs().max()
     torch.testing.assert_close(out.mean(dim=(1, 2)), style.mean(dim=(1, 2)), rtol=0, atol=1e-4)
     assert out.dtype == content.dtype
+
+
+@pytest.mark.parametrize("clamp", [False, True])
+def test_streamed_channels_last_transform_equals_the_direct_one(monkeypatch, clamp) -> None:
+    # Offset features (mean ≫ spread) and chunks that do not divide the pixel count.
+    monkeypatch.setattr(wct, "CHUNK_VALUES", 12 * 97)
+    content = (_correlated(12, 30 * 40, 3, 1.0) + 50).reshape(12, 30, 40)
+    stats = style_statistics(_correlated(12, 20 * 25, 4, 0.3).reshape(12, 20, 25), ridge=1.0)
+    direct = whiten_colour(content, stats, ridge=1.0, clamp=clamp)  # (C, N) memory
+    rows_first = content[None].contiguous(memory_format=torch.channels_last)[0]
+    streamed = whiten_colour(rows_first, stats, ridge=1.0, clamp=clamp)
+    assert streamed.stride(0) == 1  # still channels-last
+    torch.testing.assert_close(streamed, direct, rtol=0, atol=1e-4)
+    if clamp:
+        assert streamed.min() >= content.min() and streamed.max() <= content.max()
+
+
+def test_stacked_channels_last_maps_keep_canonical_strides() -> None:
+    maps = torch.randn(2, 8, 5, 6).contiguous(memory_format=torch.channels_last)
+    stacked = stack_maps(list(maps))
+    torch.testing.assert_close(stacked, maps, rtol=0, atol=0)
+    assert stacked.stride() == maps.stride()  # (kernels take the fast path on these)
+    plain = torch.randn(2, 8, 5, 6)
+    assert stack_maps(list(plain)).is_contiguous()
 
 
 def test_rank_deficient_features_stay_finite() -> None:

@@ -35,6 +35,7 @@ from brushwork.errors import ConfigError, WeightsError
 from brushwork.transfer.adain import VGG19_WIDTHS, check_alpha
 from brushwork.transfer.namedvgg import NamedVGGDecoder, NamedVGGEncoder
 from brushwork.transfer.regions import RegionStats, region_statistics, region_whiten_colour
+from brushwork.transfer.wct import stack_maps
 
 #: The reference's content-covariance regulariser (``contentConv + iden``).
 CONTENT_RIDGE = 1.0
@@ -153,7 +154,7 @@ class PhotoWCTModel(nn.Module):
         for level in LEVELS:
             feats, pools = getattr(self, f"e{level}").encode(image)
             if alpha > 0:
-                moved = torch.stack(
+                moved = stack_maps(
                     [
                         region_whiten_colour(f, style[level], content_labels, ridge=CONTENT_RIDGE)
                         for f in feats

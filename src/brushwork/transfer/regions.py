@@ -318,8 +318,4 @@ def region_whiten_colour(
 def _one(
     content: torch.Tensor, stats: StyleStats, *, eps: float, ridge: float, clamp: bool
 ) -> torch.Tensor:
-    out = whiten_colour(content, stats, eps=eps, ridge=ridge)
-    if clamp:
-        low, high = torch.aminmax(content)
-        out = out.clamp_(low, high)
-    return out
+    return whiten_colour(content, stats, eps=eps, ridge=ridge, clamp=clamp)

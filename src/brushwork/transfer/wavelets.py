@@ -242,28 +242,38 @@ def unpool_conv_cat5(
     # One convolution for the four phases: phase (p, q) is its output block p·2 + q,
     # shifted by (p, q).
     kernels = _phase_kernels(on_bands).flatten(0, 2)  # (4·Cout, 4C, 2, 2)
-    cout = on_bands.shape[0]
     every = f.conv2d(padded, kernels)  # (B, 4·Cout, h + 1, w + 1)
-    rows = [
-        torch.stack(
-            [
-                every[:, (2 * p + q) * cout : (2 * p + q + 1) * cout, p : p + h, q : q + w]
-                for q in (0, 1)
-            ],
-            dim=-1,
-        )
-        for p in (0, 1)
-    ]  # each (B, Cout, h, w, 2)
-    from_bands = torch.stack(rows, dim=-3).reshape(n, -1, 2 * h, 2 * w)
-    # The outer rows and columns as reflection gives them (row −1 is row 1, and so on).
+    cout = on_bands.shape[0]
+    out = f.conv2d(f.pad(original, (1, 1, 1, 1), "reflect"), on_original, conv.bias)
+    out = out.contiguous(memory_format=torch.channels_last)  # (the CPU fast path's already)
+    # The outer rows and columns as reflection gives them (row −1 is row 1, and so on),
+    # recomputed below: keep the original's share of them.
+    edges = [out[:, :, :1].clone(), out[:, :, -1:].clone(), out[..., :1].clone()]
+    edges.append(out[..., -1:].clone())
+    # Add phase (p, q), block p·2 + q of ``every`` shifted by (p, q), onto out's pixels
+    # (2i + p, 2j + q), in place: in channels-last memory, (B, h, 2, w, 2, Cout) views.
+    out_pixels = out.permute(0, 2, 3, 1).view(n, h, 2, w, 2, cout)
+    every_pixels = every.permute(0, 2, 3, 1)
+    for p in (0, 1):
+        for q in (0, 1):
+            block = every_pixels[
+                :, p : p + h, q : q + w, (2 * p + q) * cout : (2 * p + q + 1) * cout
+            ]
+            out_pixels[:, :, p, :, q] += block
     top = _unpooled(tuple(b[:, :, :1] for b in bands))  # unpooled rows 0, 1
     bottom = _unpooled(tuple(b[:, :, -1:] for b in bands))  # rows 2h − 2, 2h − 1
     left = _unpooled(tuple(b[..., :1] for b in bands))
     right = _unpooled(tuple(b[..., -1:] for b in bands))
-    from_bands[:, :, :1] = f.conv2d(f.pad(top[:, :, [1, 0, 1]], (1, 1, 0, 0), "reflect"), on_bands)
-    from_bands[:, :, -1:] = f.conv2d(
+    out[:, :, :1] = edges[0] + f.conv2d(
+        f.pad(top[:, :, [1, 0, 1]], (1, 1, 0, 0), "reflect"), on_bands
+    )
+    out[:, :, -1:] = edges[1] + f.conv2d(
         f.pad(bottom[:, :, [0, 1, 0]], (1, 1, 0, 0), "reflect"), on_bands
     )
-    from_bands[..., :1] = f.conv2d(f.pad(left[..., [1, 0, 1]], (0, 0, 1, 1), "reflect"), on_bands)
-    from_bands[..., -1:] = f.conv2d(f.pad(right[..., [0, 1, 0]], (0, 0, 1, 1), "reflect"), on_bands)
-    return from_bands + f.conv2d(f.pad(original, (1, 1, 1, 1), "reflect"), on_original, conv.bias)
+    out[..., :1] = edges[2] + f.conv2d(
+        f.pad(left[..., [1, 0, 1]], (0, 0, 1, 1), "reflect"), on_bands
+    )
+    out[..., -1:] = edges[3] + f.conv2d(
+        f.pad(right[..., [0, 1, 0]], (0, 0, 1, 1), "reflect"), on_bands
+    )
+    return out

@@ -38,6 +38,7 @@ from brushwork.transfer.adain import VGG19_WIDTHS, check_alpha
 from brushwork.transfer.namedvgg import NamedVGGDecoder, NamedVGGEncoder
 from brushwork.transfer.regions import RegionStats, region_statistics, region_whiten_colour
 from brushwork.transfer.wavelets import WavePool, WaveUnpool, unpool_conv_cat5
+from brushwork.transfer.wct import stack_maps
 
 #: Unpooling variants of the published models.
 VARIANTS = ("cat5", "sum")
@@ -220,7 +221,9 @@ class WCT2Model(nn.Module):
             if alpha == 0:
                 return feats
             moved = region_whiten_colour(feats[0], stats, labels, ridge=RIDGE, clamp=True)
-            return torch.lerp(feats[0], moved.to(feats.dtype), alpha)[None]
+            if alpha != 1:
+                moved = torch.lerp(feats[0], moved, alpha)
+            return stack_maps([moved])
 
         skips: dict = {}
         for stage in (1, 2, 3, 4):
