@@ -8,6 +8,7 @@
    the two styles blended vs regional (Adam) (the same two styles, one region each, a third kept
    as the photo), same steps, interleaved repeats after one warm-up run;
    overhead = median(regional) / median(unmasked) − 1 (target ≤ 10 %).
+3. The same for AdaIN at ``--adain-size`` (per-region statistics, one decoder pass).
 
     flock /work/notes/bench.lock python benchmarks/regional.py [--skip-maps] [--json out.json]
 """
@@ -118,11 +119,60 @@ def time_overhead(size: int, steps: int, repeats: int) -> dict:
             "regional_s": r, "overhead": r / p - 1}  # fmt: skip
 
 
+def time_adain_overhead(size: int, repeats: int) -> dict:
+    """AdaIN (real-size, He-scaled random weights) at ``size`` px: two styles blended vs
+    regional (per-region statistics, a third region kept as the photo); each run builds
+    its stylizer (encodes the styles), as the CLI does."""
+    from brushwork.regional.apply import regional_stylize
+    from brushwork.regional.masks import RegionMasks
+    from brushwork.transfer.adain import AdaINModel
+    from brushwork.transfer.stylize import AdaINStylizer
+
+    torch.manual_seed(0)
+    net = AdaINModel().eval()
+    for module in net.modules():
+        if isinstance(module, torch.nn.Conv2d) and module.kernel_size == (3, 3):
+            torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+    gen = torch.Generator().manual_seed(1)
+    content = torch.rand(3, size, size, generator=gen)
+    styles = {"a.png": torch.rand(3, size, size, generator=gen),
+              "b.png": torch.rand(3, size, size, generator=gen)}  # fmt: skip
+    weights = torch.zeros(3, size, size)
+    weights[0, :, : size // 3] = 1
+    weights[1, :, size // 3 : 2 * size // 3] = 1
+    weights[2] = 1 - weights[0] - weights[1]
+    masks = RegionMasks(["cow", "sky", "rest"], weights, ["a.png", "b.png", "photo"])
+    common = {"device": torch.device("cpu"), "dtype": torch.float32, "alpha": 1.0}
+
+    def plain() -> None:
+        both = [styles["a.png"], styles["b.png"]]
+        AdaINStylizer(net, styles=both, style_weights=[0.5, 0.5], **common)(content[None])
+
+    def regional() -> None:
+        def make(images, region_masks):
+            return AdaINStylizer(net, styles=images, style_weights=None, masks=region_masks,
+                                 **common)  # fmt: skip
+
+        regional_stylize(content, styles, masks, make, method="adain")
+
+    plain(), regional()  # warm-up
+    times: dict[str, list[float]] = {"plain": [], "regional": []}
+    for _ in range(repeats):
+        for name, run in (("plain", plain), ("regional", regional)):
+            began = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - began)
+    p, r = statistics.median(times["plain"]), statistics.median(times["regional"])
+    return {"size": size, "repeats": repeats, "unmasked_s": p, "regional_s": r,
+            "overhead": r / p - 1}  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--side", type=int, default=512, help="image side of the mask step")
     parser.add_argument("--size", type=int, default=256, help="transfer size")
     parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--adain-size", type=int, default=512, help="AdaIN transfer size")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-maps", action="store_true")
     parser.add_argument("--skip-transfer", action="store_true")
@@ -137,6 +187,10 @@ def main() -> None:
         cells = [f"{o['size']}²", str(o["steps"]), f"{o['unmasked_s']:.2f}",
                  f"{o['regional_s']:.2f}", f"{100 * o['overhead']:+.1f} %"]  # fmt: skip
         print("| Gatys: 2 regions + rest=photo vs 2 styles blended | " + " | ".join(cells) + " |")
+        a = out["adain_overhead"] = time_adain_overhead(args.adain_size, 2 * args.repeats)
+        cells = [f"{a['size']}²", "–", f"{a['unmasked_s']:.3f}", f"{a['regional_s']:.3f}",
+                 f"{100 * a['overhead']:+.1f} %"]  # fmt: skip
+        print("| AdaIN: the same regions vs 2 styles blended | " + " | ".join(cells) + " |")
     if not args.skip_maps:
         m = out["mask_step"] = time_mask_step(args.side)
         print("| mask step | side | maps (s) | masks (s) | total (s) |")

@@ -45,6 +45,20 @@ def test_masked_gram_sees_only_the_region():
     torch.testing.assert_close(losses.masked_gram_matrix(features, mask), losses.gram_matrix(left))
 
 
+def test_masked_gram_gradient_equals_autograd_of_the_formula():
+    g = torch.Generator().manual_seed(3)
+    features = torch.randn(2, 4, 6, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    mask = torch.rand(2, 1, 6, 5, generator=g, dtype=torch.float64)  # soft, per batch element
+    weight = torch.randn(2, 4, 4, generator=g, dtype=torch.float64)
+    (losses.masked_gram_matrix(features, mask) * weight).sum().backward()
+    fast = features.grad.clone()
+    features.grad = None
+    flat = (features * mask).reshape(2, 4, 30)
+    direct = flat @ flat.transpose(1, 2) / (4 * mask.square().sum(dim=(1, 2, 3)).view(-1, 1, 1))
+    (direct * weight).sum().backward()
+    torch.testing.assert_close(fast, features.grad, rtol=1e-10, atol=1e-12)
+
+
 def test_zero_losses_for_identical_inputs(feats):
     assert losses.content_loss(feats, feats) == 0
     assert losses.gram_loss(feats, losses.gram_matrix(feats)) == 0

@@ -34,13 +34,15 @@ def gram_matrix(features: torch.Tensor) -> torch.Tensor:
 class _Gram(torch.autograd.Function):
     """G = s·F Fᵀ in float32 (float64 for float64) for (B, C, N) features.
 
+    ``s``: a number, or a (B, 1, 1) tensor (a scale per batch element; no gradient).
+
     Autograd's own backward of ``bmm(F, Fᵀ)`` runs two products (one per
     operand) plus dtype casts; since G is symmetric, dF = s·(dG + dGᵀ) F is one
     product, returned in the features' dtype.
     """
 
     @staticmethod
-    def forward(ctx, flat: torch.Tensor, scale: float) -> torch.Tensor:
+    def forward(ctx, flat: torch.Tensor, scale: float | torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(flat)
         ctx.scale = scale
         wide = _at_least_float32(flat)
@@ -72,10 +74,10 @@ def masked_gram_matrix(features: torch.Tensor, mask: torch.Tensor) -> torch.Tens
         (B, C, C) float32.
     """
     b, c, h, w = features.shape
-    mask = resize_mask(mask, (h, w)).float()
-    weighted = (features.float() * mask).reshape(b, c, h * w)
+    mask = _at_least_float32(resize_mask(mask, (h, w)))
+    weighted = (features * mask).reshape(b, c, h * w)
     area = mask.square().sum(dim=(1, 2, 3)).clamp_min(1e-8)
-    return torch.bmm(weighted, weighted.transpose(1, 2)) / (c * area.view(-1, 1, 1))
+    return _Gram.apply(weighted, 1.0 / (c * area.view(-1, 1, 1)))
 
 
 def resize_mask(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

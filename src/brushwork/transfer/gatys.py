@@ -41,7 +41,13 @@ from brushwork import image as imageops
 from brushwork.devices import autocast, resolve_device, resolve_precision
 from brushwork.encoders import VGGEncoder, load_vgg_encoder, unknown_name_message, vgg_layer_names
 from brushwork.errors import ConfigError, OptimisationError
-from brushwork.losses import content_loss, gram_matrix, masked_gram_matrix, total_variation
+from brushwork.losses import (
+    content_loss,
+    gram_matrix,
+    masked_gram_matrix,
+    resize_mask,
+    total_variation,
+)
 
 INIT_CHOICES = ("content", "style", "noise")
 OPTIMIZER_CHOICES = ("lbfgs", "adam")
@@ -678,6 +684,7 @@ class _Objective:
         self.extra_loss = extra_loss
         self.device = content.device
         self.masks = masks
+        self._masks_at: dict[tuple[int, tuple[int, int]], torch.Tensor] = {}
         layer_weights = settings.style_layer_weights or (1.0,) * len(settings.style_layers)
         self.style_layer_weights = dict(zip(settings.style_layers, layer_weights, strict=True))
         with torch.no_grad():
@@ -701,6 +708,13 @@ class _Objective:
         else:
             self.style_targets = style_grams
 
+    def _mask_at(self, index: int, features: torch.Tensor) -> torch.Tensor:
+        """Mask ``index`` at the size of (B, C, h, w) ``features``, resized once per size."""
+        key = (index, tuple(features.shape[-2:]))
+        if key not in self._masks_at:
+            self._masks_at[key] = resize_mask(self.masks[index], key[1]).float()
+        return self._masks_at[key]
+
     def features(self, image: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
         with autocast(self.device, self.dtype):
             return self.encoder(image, layers)
@@ -722,7 +736,7 @@ class _Objective:
                 if self.masks is None:
                     gram = gram_matrix(features[name])
                 else:
-                    gram = masked_gram_matrix(features[name], self.masks[index])
+                    gram = masked_gram_matrix(features[name], self._mask_at(index, features[name]))
                 style = style + self.style_layer_weights[name] * F.mse_loss(gram, target)
         terms = {
             "content": s.content_weight * content,
