@@ -106,3 +106,24 @@ def test_missing_csd_weights_is_one_line_before_work(style_sets, tmp_path) -> No
         score_triples(triples, ("csd", "ssim"), networks=nets)
     message = str(error.value)
     assert "\n" not in message and "csd-vit-large" in message and "--metrics ssim" in message
+
+
+def test_style_scorer_one_at_a_time_equals_score_triples(style_sets, networks) -> None:
+    from brushwork.metrics.evaluation import check_networks
+    from brushwork.metrics.scorer import StyleScorer
+
+    kinds = ("content", "style", "results")
+    triples = [tuple(style_sets[k] / f"{s}.png" for k in kinds) for s in "abc"]
+    metrics = ["ssim", "csd", "cfsd", "artfid_inf"]
+    check_networks("style", metrics, networks)
+    scorer = StyleScorer(metrics, networks, torch.device("cpu"))
+    assert scorer.item_metrics == ["ssim", "csd", "cfsd", "lpips"]  # ArtFID's LPIPS term
+    items = [scorer.score(result, content, style) for content, style, result in triples]
+    whole = score_triples(triples, [*metrics, "lpips"], networks=networks, device="cpu")
+    for mine, row in zip(items, whole.rows, strict=True):
+        for metric in scorer.item_metrics:
+            assert mine[metric] == pytest.approx(row[metric], rel=1e-5), metric
+    sets = scorer.score_set(
+        [(r, c, s) for c, s, r in triples], lpips=[item["lpips"] for item in items]
+    )
+    assert sets["artfid_inf"] == pytest.approx(whole.summary["artfid_inf"]["value"], rel=1e-6)

@@ -34,7 +34,12 @@ import torch
 from brushwork.benchmark.measure import Measurement, environment
 from brushwork.benchmark.methods import LoadedMethod, MethodSettings, MethodSpec, load_method
 from brushwork.benchmark.protocol import BenchmarkInputs
-from brushwork.benchmark.scoring import SET_METRICS, Scorer, check_metrics, per_item_metrics
+from brushwork.benchmark.scoring import (
+    SET_METRICS,
+    StyleScorer,
+    check_metrics,
+    per_item_metrics,
+)
 from brushwork.benchmark.store import BenchmarkStore, Job
 from brushwork.errors import ConfigError, ImageError, WeightsError
 from brushwork.metrics.evaluation import NetworkSettings
@@ -226,7 +231,7 @@ def run_benchmark(
     scorer = None
     if needs_scores:
         loaded = time.perf_counter()
-        scorer = Scorer(plan.metrics, settings.networks, resolved)
+        scorer = StyleScorer(plan.metrics, settings.networks, resolved)
         summary.metric_load_seconds = time.perf_counter() - loaded
     if engine == "ray":
         _run_ray(store, settings, plan, todo, scorer, summary, ray_options or {}, progress)
@@ -310,7 +315,7 @@ def _run_job(store, method: LoadedMethod, job: Job, images, folder, settings, sc
     summary.done += 1
 
 
-def _score(scorer: Scorer | None, path: Path, job: Job) -> tuple[dict[str, float], float]:
+def _score(scorer: StyleScorer | None, path: Path, job: Job) -> tuple[dict[str, float], float]:
     if scorer is None:
         return {}, 0.0
     began = time.perf_counter()
@@ -403,7 +408,7 @@ def _set_scores_missing(store: BenchmarkStore, settings: BenchmarkSettings, plan
     )
 
 
-def _score_sets(store, settings, scorer: Scorer, summary: RunSummary) -> None:
+def _score_sets(store, settings, scorer: StyleScorer, summary: RunSummary) -> None:
     """FID/ArtFID of every method whose jobs are all done and whose set scores are not
     stored yet (computed once: a resumed run does not recompute them)."""
     if not scorer.set_metrics:
@@ -466,7 +471,7 @@ def _ray_job(
     }
     scorer_key = repr((metrics, networks_data, method.device))
     if metrics and _WORKER.get("scorer_key") != scorer_key:
-        _WORKER["scorer"] = Scorer(metrics, NetworkSettings(**networks_data), method.device)
+        _WORKER["scorer"] = StyleScorer(metrics, NetworkSettings(**networks_data), method.device)
         _WORKER["scorer_key"] = scorer_key
     job = Job(**job_data)
     images = _WORKER.setdefault("images", _Inputs(method_settings.size))

@@ -44,13 +44,16 @@ __all__ = [
     "EvaluationResult",
     "EvaluationSettings",
     "Item",
+    "MetricNetworks",
     "Network",
     "NetworkSettings",
+    "check_networks",
     "check_output",
     "choose_metrics",
     "evaluate",
     "missing_networks",
     "networks_needed",
+    "score_style_items",
     "score_triples",
     "write_scores",
 ]
@@ -421,7 +424,7 @@ def missing_networks(needed: Sequence[Network]) -> list[tuple[Network, str]]:
     return missing
 
 
-def _check_networks(mode: str, metrics: list[str], nets: NetworkSettings) -> None:
+def check_networks(mode: str, metrics: list[str], nets: NetworkSettings) -> None:
     """Refuse, in one line, when any network the chosen metrics need is missing."""
     from brushwork.hub import offline_reason
     from brushwork.weights import flag_for
@@ -451,8 +454,9 @@ def _check_networks(mode: str, metrics: list[str], nets: NetworkSettings) -> Non
     )
 
 
-class _Models:
-    """The networks the chosen metrics need, loaded once."""
+class MetricNetworks:
+    """The networks the chosen metrics need, loaded once (check them first with
+    :func:`check_networks`); attributes are ``None`` where no chosen metric needs them."""
 
     def __init__(self, metrics: list[str], nets: NetworkSettings, device: Any) -> None:
         self.device = device
@@ -514,10 +518,27 @@ def _fit(reference, result, ref_path: Path, result_path: Path):
     return resize_to(reference, h, w)
 
 
-def _score_style(
-    items: list[Item], metrics: list[str], models: _Models, batch_size: int, progress: Any
+def score_style_items(
+    items: list[Item],
+    metrics: list[str],
+    models: MetricNetworks,
+    batch_size: int = 8,
+    progress: Any = None,
 ) -> dict[str, float]:
-    """Fill per-item scores; returns the set-level scores (fid, artfid)."""
+    """Fill each item's ``scores`` with the per-item metrics; return the set scores.
+
+    Args:
+        items: (content, style, result) files; ``scores`` may already hold values
+            (ArtFID reads each item's ``lpips`` when ``"lpips"`` is not computed here).
+        metrics: checked names (:func:`choose_metrics`, :func:`check_networks`).
+        models: the networks, loaded once for many calls.
+        batch_size: Inception batch for the style images of the set metrics.
+        progress: rich-like ``add_task``/``advance``; ``None``: none.
+
+    Returns:
+        The set metrics (``fid``, ``artfid`` and ArtFID's FID ``artfid_fid``, …), or {}.
+    """
+    progress = progress or _NoProgress()
     import numpy as np
     import torch
 
@@ -623,7 +644,7 @@ def _score_style(
 def _score_edit(
     items: list[Item],
     metrics: list[str],
-    models: _Models,
+    models: MetricNetworks,
     settings: EvaluationSettings,
     progress: Any,
 ) -> dict[str, float]:
@@ -816,13 +837,13 @@ def evaluate(settings: EvaluationSettings, progress: Any = None) -> EvaluationRe
     if settings.mode == "style":
         for items in item_sets:
             metrics = _check_fid_sizes(items, metrics, explicit=settings.metrics is not None)
-    _check_networks(settings.mode, metrics, settings.networks)
+    check_networks(settings.mode, metrics, settings.networks)
 
-    models = _Models(metrics, settings.networks, device)
+    models = MetricNetworks(metrics, settings.networks, device)
     scored = []
     for items in item_sets:
         if settings.mode == "style":
-            set_scores = _score_style(items, metrics, models, settings.batch_size, progress)
+            set_scores = score_style_items(items, metrics, models, settings.batch_size, progress)
         else:
             set_scores = _score_edit(items, metrics, models, settings, progress)
         scored.append((items, set_scores))
@@ -881,9 +902,9 @@ def score_triples(
         raise ImageError("nothing to score: no (content, style, result) triples given")
     _check_images(items, "content")
     chosen = _check_fid_sizes(items, chosen, explicit=metrics is not None)
-    _check_networks("style", chosen, nets)
-    models = _Models(chosen, nets, resolve_device(device))
-    set_scores = _score_style(items, chosen, models, batch_size, progress or _NoProgress())
+    check_networks("style", chosen, nets)
+    models = MetricNetworks(chosen, nets, resolve_device(device))
+    set_scores = score_style_items(items, chosen, models, batch_size, progress or _NoProgress())
     rows = _rows(items, chosen)
     return EvaluationResult("style", chosen, rows, _summary(items, chosen, set_scores), ())
 
