@@ -6,7 +6,10 @@ Peak memory of one job:
   tensors' peak during the job (the caching allocator's extra is not counted);
 * CPU on Linux: the process's resident-set high-water mark (``VmHWM``), reset before the
   job by writing ``5`` to ``/proc/self/clear_refs``; the figure is that peak minus the
-  resident size when the job began, i.e. the extra memory the job needed;
+  resident size when the job began, i.e. the extra memory the job needed. Memory that
+  earlier jobs freed is handed back to the system first (glibc's ``malloc_trim``):
+  otherwise the allocator reuses it without the resident size growing, and a job after
+  a larger one measures as needing nothing;
 * elsewhere: ``ru_maxrss`` minus the resident size at the start (never reset: an upper
   bound after an earlier larger job).
 
@@ -52,6 +55,18 @@ def _reset_rss_peak() -> bool:
     return True
 
 
+def _release_free_memory() -> None:
+    """Return the C allocator's free memory to the system (glibc; elsewhere nothing)."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (musl has no malloc_trim)
+        return
+
+
 def _max_rss_kib() -> int:
     import resource
 
@@ -79,6 +94,7 @@ class Measurement:
             torch.cuda.reset_peak_memory_stats(self.device)
             self._base = torch.cuda.memory_allocated(self.device)
         else:
+            _release_free_memory()
             self._reset = _reset_rss_peak()
             self._base = (_status_kib("VmRSS") or 0) * 1024
         self._start = time.perf_counter()
