@@ -9,6 +9,8 @@
    (``gradio_client``: uploads, queue, result file back). Warm = the model already
    loaded (the app caches it per session; the direct path keeps its stylizer); cold =
    the direct path loading the model file too, against the app's first request.
+3. Gradio's own floor: a do-nothing endpoint with the same two uploads and the same
+   result file back; what remains of the HTTP overhead is brushwork's share.
 
 Run under ``flock /work/notes/bench.lock python benchmarks/ui.py`` on a shared machine.
 """
@@ -100,6 +102,34 @@ def direct_once(model_file: Path, content: Path, style: Path, out: Path, stylize
     return stylizer
 
 
+def gradio_floor(content: Path, style: Path, result: Path, repeats: int) -> float:
+    """Median seconds of a request that does nothing through Gradio's queue with the same
+    uploads and the same result file back: the fixed cost of any job over HTTP."""
+    import gradio as gr
+    from gradio_client import Client, handle_file
+
+    def nothing(content_path, style_paths):
+        return str(result), "done"
+
+    with gr.Blocks() as app:
+        inputs = [gr.Image(type="filepath"), gr.File(file_count="multiple")]
+        outputs = [gr.Image(type="filepath"), gr.Markdown()]
+        gr.Button().click(nothing, inputs, outputs, api_name="nothing")
+    app.queue()
+    _, url, _ = app.launch(prevent_thread_lock=True, quiet=True)
+    try:
+        client = Client(url, verbose=False)
+
+        def request() -> None:
+            client.predict(handle_file(str(content)), [handle_file(str(style))],
+                           api_name="/nothing")  # fmt: skip
+
+        request()
+        return statistics.median(timed(request, repeats))
+    finally:
+        app.close()
+
+
 def timed(call, repeats: int) -> list[float]:
     times = []
     for _ in range(repeats):
@@ -160,6 +190,7 @@ def main() -> None:
     finally:
         server.close()
 
+    floor = gradio_floor(content, style, out, args.repeats)
     median = statistics.median
     rows = [
         ("brushwork ui → page answers", median(starts), None),
@@ -169,6 +200,9 @@ def main() -> None:
         ("handler in-process, warm", median(warm_handler),
          median(warm_handler) / median(warm_direct) - 1),
         ("app over HTTP, warm", median(warm_http), median(warm_http) / median(warm_direct) - 1),
+        ("  Gradio alone (same uploads, no work)", floor, floor / median(warm_direct)),
+        ("  brushwork's share over HTTP", median(warm_http) - median(warm_direct) - floor,
+         (median(warm_http) - median(warm_direct) - floor) / median(warm_direct)),
     ]  # fmt: skip
     print(f"AdaIN (real size, random weights), content {args.size} px long side, CPU, "
           f"{torch.get_num_threads()} threads, medians of {args.repeats}")  # fmt: skip

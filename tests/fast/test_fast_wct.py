@@ -15,6 +15,7 @@ from brushwork.transfer.wct import (
     WCTModel,
     WCTSettings,
     covariance,
+    masked_whiten_colour,
     stack_maps,
     style_statistics,
     train_wct,
@@ -52,6 +53,28 @@ def test_streamed_channels_last_transform_equals_the_direct_one(monkeypatch, cla
     torch.testing.assert_close(streamed, direct, rtol=0, atol=1e-4)
     if clamp:
         assert streamed.min() >= content.min() and streamed.max() <= content.max()
+
+
+def test_masked_transform_gives_each_region_its_own_style() -> None:
+    content = _correlated(6, 8 * 20, 5, 1.0).reshape(6, 8, 20)
+    styles = [_correlated(6, 10 * 10, seed, scale).reshape(6, 10, 10) for seed, scale in
+              ((6, 0.3), (7, 2.0))]  # fmt: skip
+    stats = [style_statistics(s) for s in styles]
+    masks = torch.zeros(2, 8, 20)
+    masks[0, :, :9] = 1
+    masks[1, :, 11:] = 1  # columns 9-10: no region
+    out = masked_whiten_colour(content, stats, masks)
+    for region, (start, stop) in enumerate(((0, 9), (11, 20))):
+        alone = whiten_colour(content[:, :, start:stop].contiguous(), stats[region])
+        torch.testing.assert_close(out[:, :, start:stop], alone, rtol=0, atol=1e-4)
+        got = covariance(out[:, :, start:stop].reshape(6, -1))
+        target = covariance(styles[region].reshape(6, -1))
+        assert (got - target).abs().max() < 1e-3 * target.abs().max()
+    torch.testing.assert_close(out[:, :, 9:11], content[:, :, 9:11])  # outside every mask
+    whole = masked_whiten_colour(content, stats[:1], torch.ones(1, 4, 10))  # resized
+    torch.testing.assert_close(whole, whiten_colour(content, stats[0]), rtol=0, atol=1e-4)
+    with pytest.raises(ConfigError, match="give one each"):
+        masked_whiten_colour(content, stats, masks[:1])
 
 
 def test_stacked_channels_last_maps_keep_canonical_strides() -> None:

@@ -1,4 +1,4 @@
-"""`stylize --region` with AdaIN (per-region statistics) and WCT² (blended passes)."""
+"""`stylize --region` with AdaIN and WCT (per-region statistics) and WCT² (blended passes)."""
 
 from __future__ import annotations
 
@@ -35,12 +35,29 @@ def wct2_dir(tmp_path_factory) -> Path:
     return folder
 
 
-@pytest.mark.parametrize("method", ["adain", "wct2"])
+@pytest.fixture(scope="module")
+def wct_file(tmp_path_factory) -> Path:
+    from brushwork.transfer.adain import EncoderConfig
+    from brushwork.transfer.johnson import reinitialise
+    from brushwork.transfer.modelfile import save_model
+    from brushwork.transfer.wct import WCTConfig, WCTModel
+
+    config = WCTConfig(EncoderConfig(level=3, widths=(4, 6, 8, 8, 8)), levels=(3, 2, 1))
+    model = WCTModel(config)
+    reinitialise(model, torch.Generator().manual_seed(2))
+    return save_model(tmp_path_factory.mktemp("wct") / "wct.safetensors", model)
+
+
+@pytest.mark.parametrize("method", ["adain", "wct", "wct2"])
 def test_region_gets_its_style_and_rest_keeps_the_photo(
-    method, adain_file, wct2_dir, pictures, tmp_path, capsys
+    method, adain_file, wct_file, wct2_dir, pictures, tmp_path, capsys
 ):
     out = tmp_path / "out.png"
-    model = ["--model", str(adain_file)] if method == "adain" else ["--weights", str(wct2_dir)]
+    model = {
+        "adain": ["--model", str(adain_file)],
+        "wct": ["--model", str(wct_file)],
+        "wct2": ["--weights", str(wct2_dir)],
+    }[method]
     argv = ["stylize", str(pictures["photo"]), "--method", method, *model,
             "--region", f"cat={pictures['red']}", "--mask", f"cat={pictures['left']}",
             "--region-feather", "0", "--device", "cpu", "-o", str(out), "-q"]  # fmt: skip

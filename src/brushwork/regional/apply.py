@@ -3,11 +3,12 @@
 * :func:`regional_gatys`: Gatys with one masked Gram target per style (the soft masks of
   every region that uses it, :func:`~brushwork.losses.masked_gram_matrix`), then the
   content blended back where regions keep the photo;
-* :func:`regional_stylize`: the feed-forward methods. AdaIN runs once with one mask per
-  style: each region's content statistics are taken inside its mask
-  (:func:`~brushwork.transfer.adain.masked_adain`). WCT, WCT² and PhotoWCT (whose
-  networks take one style) stylise the whole image once per style and the results are
-  blended with the masks;
+* :func:`regional_stylize`: the feed-forward methods. AdaIN and WCT run once with one
+  mask per style: each region's content statistics are taken inside its mask
+  (:func:`~brushwork.transfer.adain.masked_adain`,
+  :func:`~brushwork.transfer.wct.masked_whiten_colour`). WCT² and PhotoWCT (whose
+  region support is label maps matched between content and style) stylise the whole
+  image once per style and the results are blended with the masks;
 * :func:`keep_photo`: ``out · (1 − keep) + content · keep`` at the output's size.
 
 Masks are :class:`~.masks.RegionMasks`; they are resized here to whatever size each
@@ -28,7 +29,7 @@ from brushwork.regional.masks import RegionMasks
 __all__ = ["PER_REGION_STATISTICS", "keep_photo", "regional_gatys", "regional_stylize"]
 
 #: Feed-forward methods whose regions get their own statistics in one pass.
-PER_REGION_STATISTICS = ("adain",)
+PER_REGION_STATISTICS = ("adain", "wct")
 
 
 def keep_photo(image: torch.Tensor, content: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
@@ -123,7 +124,7 @@ def regional_stylize(
         masks: the regions (resized here to the content).
         make_stylizer: ``(style images, masks (1, S, H, W) or None) -> Stylizer`` (e.g.
             :func:`~brushwork.transfer.stylize.load_stylizer` with the run's options).
-        method: ``"adain"`` (one pass, per-region statistics) or ``"wct"``, ``"wct2"``,
+        method: ``"adain"``, ``"wct"`` (one pass, per-region statistics) or ``"wct2"``,
             ``"photowct"`` (one pass per style, blended).
 
     Returns:

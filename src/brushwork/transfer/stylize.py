@@ -393,45 +393,31 @@ class AdaINStylizer(_ArbitraryStylizer):
     def __init__(self, model: nn.Module, *, masks: torch.Tensor | None = None, **kwargs) -> None:
         self.multiple = 2 ** (model.config.encoder.level - 1)
         super().__init__(model, **kwargs)
-        if masks is not None:
-            if masks.ndim == 3:
-                masks = masks[None]
-            if masks.ndim != 4 or masks.shape[1] != len(self.styles):
-                raise ConfigError(
-                    f"give one mask per style: {len(self.styles)} styles, masks of shape "
-                    f"{tuple(masks.shape)}"
-                )
-            if self.tile:
-                raise ConfigError("--mask and --tile cannot be combined")
-        self.masks = masks
+        self.masks = _checked_masks(masks, len(self.styles), self.tile)
 
     def _encode_styles(self, styles: list[torch.Tensor]) -> list[torch.Tensor]:
         return [self.model.encoder(_prepare(s, self.dtype)) for s in styles]
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        masks = None
-        if self.masks is not None:
-            from brushwork.image import resize_to
-
-            masks = resize_to(self.masks.float(), *x.shape[-2:]).to(x.device)
         return self.model.stylize(
             _prepare(x, self.dtype),
             self._styles_for(x),
             style_weights=self.style_weights,
             alpha=self.alpha,
-            masks=masks,
+            masks=_masks_at(self.masks, x),
             encoded=True,
         )
 
 
 class WCTStylizer(_ArbitraryStylizer):
-    """The WCT cascade with α, style interpolation and colour preservation."""
+    """The WCT cascade with α, style interpolation, colour preservation and region masks."""
 
     method = "wct"
 
-    def __init__(self, model: nn.Module, **kwargs) -> None:
+    def __init__(self, model: nn.Module, *, masks: torch.Tensor | None = None, **kwargs) -> None:
         self.multiple = model.multiple
         super().__init__(model, **kwargs)
+        self.masks = _checked_masks(masks, len(self.styles), self.tile)
 
     def _encode_styles(self, styles: list[torch.Tensor]) -> list[dict]:
         return [self.model.style_features(_prepare(s, self.dtype)) for s in styles]
@@ -442,7 +428,32 @@ class WCTStylizer(_ArbitraryStylizer):
             self._styles_for(x),
             style_weights=self.style_weights,
             alpha=self.alpha,
+            masks=_masks_at(self.masks, x),
         )
+
+
+def _checked_masks(masks: torch.Tensor | None, styles: int, tile: object) -> torch.Tensor | None:
+    """(R, H, W) or (B, R, H, W) region masks, one per style -> (B, R, H, W)."""
+    if masks is None:
+        return None
+    if masks.ndim == 3:
+        masks = masks[None]
+    if masks.ndim != 4 or masks.shape[1] != styles:
+        raise ConfigError(
+            f"give one mask per style: {styles} styles, masks of shape {tuple(masks.shape)}"
+        )
+    if tile:
+        raise ConfigError("--mask and --tile cannot be combined")
+    return masks
+
+
+def _masks_at(masks: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor | None:
+    """The masks at the (padded) network input's size and device."""
+    if masks is None:
+        return None
+    from brushwork.image import resize_to
+
+    return resize_to(masks.float(), *x.shape[-2:]).to(x.device)
 
 
 class PhotorealStylizer(_ArbitraryStylizer):
@@ -644,7 +655,7 @@ def load_stylizer(
         preserve_color: ``"none"``, ``"luminance"``, ``"histogram"`` or ``"mean-cov"``
             (see :class:`Stylizer`); ``True`` is the old boolean form.
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ...
-        masks: AdaIN only: (len(styles), H, W) regions, one style per region.
+        masks: AdaIN and WCT: (len(styles), H, W) regions, one style per region.
         precision: ``"auto"``, ``"fp32"``, ``"bf16"`` or ``"fp16"`` (PyTorch paths; see
             :func:`brushwork.devices.resolve_precision`; fp16 is refused on the CPU).
         weights: without ``model``: for AdaIN a folder holding the published
@@ -739,7 +750,7 @@ def load_stylizer(
         return JohnsonStylizer(net, compile=compile, **common)
     if info.architecture == "adain":
         return AdaINStylizer(net, masks=masks, **arbitrary, **common)
-    return WCTStylizer(net, **arbitrary, **common)
+    return WCTStylizer(net, masks=masks, **arbitrary, **common)
 
 
 def _photoreal(method, model, weights, masks, labels, smooth, arbitrary, common) -> Stylizer:

@@ -202,6 +202,51 @@ def _whiten_colour_rows(
     return out
 
 
+def masked_whiten_colour(
+    content: torch.Tensor,
+    styles: Sequence[StyleStats],
+    masks: torch.Tensor,
+    *,
+    eps: float = 1e-5,
+) -> torch.Tensor:
+    """The whitening–colouring transform with a different style per (soft) region.
+
+    Region i's content mean and covariance are taken inside mask i (weighted by it),
+    the region is whitened with them and coloured with style i's statistics; the results
+    are blended with the masks (normalised to sum to 1; pixels outside every mask keep
+    the content features), as :func:`~brushwork.transfer.adain.masked_adain` does for
+    AdaIN.
+
+    Args:
+        content: (C, H, W) content features.
+        styles: one :class:`StyleStats` per region (:func:`style_statistics`).
+        masks: (R, H', W') in [0, 1], R = len(styles); resized to (H, W) by area.
+
+    Returns:
+        (C, H, W) float32.
+    """
+    from brushwork.losses import resize_mask
+
+    if masks.shape[0] != len(styles):
+        raise ConfigError(f"got {len(styles)} styles but {masks.shape[0]} masks; give one each")
+    c, h, w = content.shape
+    weights = resize_mask(masks.float()[None], (h, w))[0].reshape(len(styles), -1)
+    x = content.reshape(c, -1).float()
+    out = torch.zeros_like(x)
+    for stats, weight in zip(styles, weights, strict=True):
+        area = float(weight.sum())
+        if area <= 1e-6:
+            continue
+        mean = (x @ weight / area)[:, None]
+        centred = x - mean
+        cov = (centred * weight) @ centred.T / max(area - 1, 1e-6)  # N − 1, as unmasked
+        transform = _transform(cov, stats, eps, 0.0, content.device)
+        out += torch.addmm(stats.mean.float(), transform, centred) * weight
+    total = weights.sum(dim=0)
+    out = torch.where(total > 1e-6, out / total.clamp_min(1e-8), x)
+    return out.reshape(c, h, w)
+
+
 def stack_maps(maps: Sequence[torch.Tensor]) -> torch.Tensor:
     """[(C, H, W)] -> (B, C, H, W), keeping channels-last memory where the maps have it.
 
@@ -281,6 +326,7 @@ class WCTModel(nn.Module):
         style_weights: Sequence[float] | None = None,
         alpha: float = 1.0,
         eps: float = 1e-5,
+        masks: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Coarse-to-fine WCT cascade.
 
@@ -291,6 +337,9 @@ class WCTModel(nn.Module):
             style_weights: interpolation weights of the coloured features.
             alpha: blend of the transformed and the content features at every level
                 (0 gives the cascade's reconstruction of the content).
+            masks: (1 or B, len(styles), H'', W'') regions in [0, 1], one per style (no
+                interpolation): each region gets its own statistics at every level
+                (:func:`masked_whiten_colour`).
 
         Returns:
             (B, 3, H', W') unclamped, H', W' = H, W rounded up to :attr:`multiple`.
@@ -305,7 +354,12 @@ class WCTModel(nn.Module):
             fc = self.encoder.features(image, [level])[0]
             mixed = []
             for b in range(fc.shape[0]):
-                if len(feats) == 1:
+                if masks is not None:
+                    region_masks = masks[b if len(masks) > 1 else 0]
+                    stats = [f[level] for f in feats]
+                    coloured = masked_whiten_colour(fc[b], stats, region_masks, eps=eps)
+                    coloured = coloured.to(fc.dtype)
+                elif len(feats) == 1:
                     coloured = whiten_colour(fc[b], feats[0][level], eps=eps)
                 else:
                     coloured = sum(

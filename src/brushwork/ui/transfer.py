@@ -96,7 +96,10 @@ def stylize(
         content, styles, method, model, weights_path, alpha, style_weights, preserve_color,
         size, steps, seed, style_weight_log10, diffusion_model, session,
     )  # fmt: skip
-    yield None, [], cli, f"running {method}…"
+    # Long jobs say so at once; the feed-forward ones answer in about a second, and each
+    # update is a round trip to the page (≈ 50 ms, measured in benchmarks/ui.py).
+    if method in ("gatys", "styleid"):
+        yield None, [], cli, f"running {method}…"
     if method == "gatys":
         run = _gatys(
             session, content_image, style_images, blend, weights_path, preserve_color,
