@@ -6,11 +6,17 @@
    random weights in brushwork's model-file layout; ``--size`` px content) three ways:
    the library directly (``load_image`` + the loaded stylizer + ``save_image``), the
    tab's handler in-process, and a request through the running app's HTTP API
-   (``gradio_client``: uploads, queue, result file back). Warm = the model already
+   (``gradio_client``: uploads, queue, then the result image fetched once, as the page
+   does; the download list's files are not fetched until clicked). Warm = the model already
    loaded (the app caches it per session; the direct path keeps its stylizer); cold =
    the direct path loading the model file too, against the app's first request.
 3. Gradio's own floor: a do-nothing endpoint with the same two uploads and the same
    result file back; what remains of the HTTP overhead is brushwork's share.
+4. In a real browser (headless Chromium through Playwright, as a user works): the two
+   images uploaded once, then the time from clicking Run to the result image shown
+   (the busy-button update, the queued job, the image fetched and decoded). The
+   ``gradio_client`` path above pays that client's own CPU work (an SSL context per
+   request, its polling threads) on the same two cores as the job; the browser does not.
 
 Run under ``flock /work/notes/bench.lock python benchmarks/ui.py`` on a shared machine.
 """
@@ -81,13 +87,21 @@ def make_files(folder: Path, size: int) -> tuple[Path, Path, Path]:
     model = AdaINModel()
     reinitialise(model, torch.Generator().manual_seed(0))
     model_file = save_model(folder / "adain.safetensors", model.eval())
-    rng = np.random.default_rng(0)
-    height = size * 3 // 4
-    content = folder / "content.png"
+    content = noise_image(folder / "content.png", size, seed=0)
     style = folder / "style.png"
-    Image.fromarray(rng.integers(0, 255, (height, size, 3), dtype=np.uint8)).save(content)
+    rng = np.random.default_rng(100)
     Image.fromarray(rng.integers(0, 255, (256, 256, 3), dtype=np.uint8)).save(style)
     return model_file, content, style
+
+
+def noise_image(path: Path, size: int, *, seed: int) -> Path:
+    """A size × ¾size PNG of seeded noise (incompressible: the upload's worst case)."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    Image.fromarray(rng.integers(0, 255, (size * 3 // 4, size, 3), dtype=np.uint8)).save(path)
+    return path
 
 
 def direct_once(model_file: Path, content: Path, style: Path, out: Path, stylizer=None):
@@ -100,6 +114,13 @@ def direct_once(model_file: Path, content: Path, style: Path, out: Path, stylize
         )
     save_image(stylizer(load_image(content)[None])[0], out)
     return stylizer
+
+
+def fetch_image(answer: dict) -> bytes:
+    """The result image's bytes, fetched once as the page does (the download list's
+    files are fetched only when clicked, so they are not fetched here)."""
+    with urllib.request.urlopen(answer["url"], timeout=30) as response:
+        return response.read()
 
 
 def gradio_floor(content: Path, style: Path, result: Path, repeats: int) -> float:
@@ -118,16 +139,68 @@ def gradio_floor(content: Path, style: Path, result: Path, repeats: int) -> floa
     app.queue()
     _, url, _ = app.launch(prevent_thread_lock=True, quiet=True)
     try:
-        client = Client(url, verbose=False)
+        client = Client(url, verbose=False, download_files=False)
 
         def request() -> None:
-            client.predict(handle_file(str(content)), [handle_file(str(style))],
-                           api_name="/nothing")  # fmt: skip
+            answer = client.predict(handle_file(str(content)), [handle_file(str(style))],
+                                    api_name="/nothing")  # fmt: skip
+            fetch_image(answer[0])
 
         request()
         return statistics.median(timed(request, repeats))
     finally:
         app.close()
+
+
+def browser_times(url: str, contents: list[Path], style: Path, model_file: Path):
+    """Seconds from clicking Run to the result image shown, in headless Chromium
+    (Playwright), one click per content image (each uploaded before its click, as a user
+    does; a new content gives a new result file, which is how its arrival is seen); the
+    first click loads the model and is returned apart. ``None`` when no browser can be
+    started."""
+    import shutil
+
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        return None
+    executable = next(
+        (shutil.which(n) for n in ("chromium", "chromium-browser") if shutil.which(n)), None
+    )
+    # Done when the command line names this content (it comes with the result) and the
+    # result image is decoded. (The random-weight network's output is the same flat
+    # image for every content, so the image's address does not change.)
+    shown = """name => {
+        const c = document.querySelector('#transfer-command textarea, #transfer-command input');
+        const i = document.querySelector('#transfer-result img');
+        return c && c.value.includes(' ' + name + ' ') && i && i.complete && i.naturalWidth > 0;
+    }"""
+    with sync_playwright() as playwright:
+        try:
+            browser = playwright.chromium.launch(
+                executable_path=executable, headless=True,
+                args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+            )  # fmt: skip
+        except Exception:  # no browser on this machine
+            return None
+        page = browser.new_page()
+        page.set_default_timeout(120_000)
+        page.goto(url)
+        page.locator("#transfer-styles input[type=file]").set_input_files(str(style))
+        page.locator("#transfer-model").locator("textarea, input").first.fill(str(model_file))
+        times = []
+        for index, content in enumerate(contents):
+            if index:  # the upload box is replaced by the image: remove it first
+                page.locator("#transfer-content button[aria-label='Remove Image']").click()
+            page.locator("#transfer-content input[type=file]").set_input_files(str(content))
+            page.wait_for_timeout(1000)  # the upload finishes
+            began = time.perf_counter()
+            page.locator("#transfer-run").click()
+            page.wait_for_function(shown, arg=content.name, polling=100)
+            times.append(time.perf_counter() - began)
+            page.wait_for_timeout(300)  # the Run button re-enabled
+        browser.close()
+    return times[0], times[1:]
 
 
 def timed(call, repeats: int) -> list[float]:
@@ -173,17 +246,29 @@ def main() -> None:
 
     warm_handler = timed(handler, args.repeats + 1)[1:]  # the first one loads
 
+    # A fresh app (no model loaded), so the first click loads the model; before the
+    # gradio_client requests, whose client threads outlive their calls.
     app = build_app(UISettings(model=str(sd), device="cpu"))
     server = launch(app, port=free_port(), block=False, quiet=True)
     try:
-        client = Client(server.url, verbose=False)
+        contents = [content] + [
+            noise_image(folder / f"content{k}.png", args.size, seed=k)
+            for k in range(1, args.repeats + 1)
+        ]
+        in_browser = browser_times(server.url, contents, style, model_file)
+    finally:
+        server.close()
+    app = build_app(UISettings(model=str(sd), device="cpu"))
+    server = launch(app, port=free_port(), block=False, quiet=True)
+    try:
+        client = Client(server.url, verbose=False, download_files=False)
 
         def request() -> None:
             result = client.predict(
                 handle_file(str(content)), [handle_file(str(style))], "adain", str(model_file),
                 "", 1.0, "", "none", 0, 200, 0, 6, str(sd), api_name="/stylize",
             )  # fmt: skip
-            assert Path(result[0]).is_file(), result
+            assert len(fetch_image(result[0])) > 1000, result
 
         cold_http = timed(request, 1)[0]
         warm_http = timed(request, args.repeats)
@@ -204,6 +289,16 @@ def main() -> None:
         ("  brushwork's share over HTTP", median(warm_http) - median(warm_direct) - floor,
          (median(warm_http) - median(warm_direct) - floor) / median(warm_direct)),
     ]  # fmt: skip
+    if in_browser is None:
+        print("(no browser could be started: the browser rows are left out)")
+    else:
+        cold_browser, warm_browser = in_browser
+        rows += [
+            ("browser, first click (loads the model)", cold_browser,
+             cold_browser / cold_direct - 1),
+            ("browser, warm (click Run → result shown)", median(warm_browser),
+             median(warm_browser) / median(warm_direct) - 1),
+        ]  # fmt: skip
     print(f"AdaIN (real size, random weights), content {args.size} px long side, CPU, "
           f"{torch.get_num_threads()} threads, medians of {args.repeats}")  # fmt: skip
     print(f"{'what':48} {'seconds':>8} {'overhead':>9}")

@@ -220,3 +220,20 @@ def test_cancel_button_and_cache_capacity():
     for key in ("a", "b", "a", "c"):
         cache.get((key,), lambda key=key: torch.zeros(1))
     assert ("a",) in cache and ("c",) in cache and ("b",) not in cache and cache.loads == 3
+
+
+def test_jobs_draw_their_progress_on_the_status_line(sd_folder):
+    from brushwork.ui.app import build_app
+    from brushwork.ui.common import UISettings
+
+    app = build_app(UISettings(model=str(sd_folder), device="cpu"))
+    config = app.get_config_file()
+    ids = {c.get("props", {}).get("elem_id"): c["id"] for c in config["components"]}
+    jobs = [d for d in config["dependencies"] if d.get("show_progress") == "full"]
+    names = ("transfer", "attention", "edit", "generate")
+    for name in names:
+        status = ids[f"{name}-status"]
+        assert any(d.get("show_progress_on") == [status] for d in jobs), name
+    # Tall enough for the progress bar and timer while a job runs.
+    statuses = [c for c in config["components"] if c["id"] in {ids[f"{n}-status"] for n in names}]
+    assert all(c["props"].get("min_height") for c in statuses)

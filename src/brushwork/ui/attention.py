@@ -211,7 +211,7 @@ def build(session_state: Any, settings: Any) -> None:
     """The tab's widgets and events."""
     import gradio as gr
 
-    from brushwork.ui.layout import run_controls
+    from brushwork.ui.layout import run_controls, status_line
 
     with gr.Row():
         with gr.Column():
@@ -251,7 +251,7 @@ def build(session_state: Any, settings: Any) -> None:
             sheet = gr.Image(label="Contact sheet", type="filepath", interactive=False)
             files = gr.File(label="Download (image, sheet, raw maps)", file_count="multiple")
     cli = gr.Textbox(label="Equivalent command", interactive=False)
-    status = gr.Markdown(elem_id="attention-status")
+    status = status_line("attention")
     suggest.click(suggest_words, [session_state, model, prompt], [suggested])
     suggested.input(chosen_words, [suggested], [chosen], queue=False)
     threshold.release(rethreshold, [session_state, threshold], [masks])

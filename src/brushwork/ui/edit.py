@@ -90,7 +90,7 @@ def edit(
 def build(session_state: Any, settings: Any) -> None:
     import gradio as gr
 
-    from brushwork.ui.layout import run_controls
+    from brushwork.ui.layout import run_controls, status_line
 
     with gr.Row():
         with gr.Column():
@@ -109,7 +109,7 @@ def build(session_state: Any, settings: Any) -> None:
             result = gr.Image(label="Edited", type="filepath", interactive=False)
             files = gr.File(label="Download", file_count="multiple")
     cli = gr.Textbox(label="Equivalent command", interactive=False)
-    status = gr.Markdown(elem_id="edit-status")
+    status = status_line("edit")
     run_controls(
         "edit",
         edit,

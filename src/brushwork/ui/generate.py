@@ -171,7 +171,7 @@ def _command(session, model, prompt, mode, style, preset, scale, steps, iteratio
 def build(session_state: Any, settings: Any) -> None:
     import gradio as gr
 
-    from brushwork.ui.layout import run_controls
+    from brushwork.ui.layout import run_controls, status_line
 
     with gr.Row():
         with gr.Column():
@@ -194,7 +194,7 @@ def build(session_state: Any, settings: Any) -> None:
             result = gr.Image(label="Generated", type="filepath", interactive=False)
             files = gr.File(label="Download", file_count="multiple")
     cli = gr.Textbox(label="Equivalent command", interactive=False)
-    status = gr.Markdown(elem_id="generate-status")
+    status = status_line("generate")
     run_controls(
         "generate",
         generate,

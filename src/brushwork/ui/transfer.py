@@ -268,7 +268,7 @@ def build(session_state: Any, settings: Any) -> None:
     """The tab's widgets and events (inside a ``gr.Blocks`` / ``gr.Tab`` context)."""
     import gradio as gr
 
-    from brushwork.ui.layout import run_controls
+    from brushwork.ui.layout import run_controls, status_line
 
     with gr.Row():
         with gr.Column():
@@ -309,7 +309,7 @@ def build(session_state: Any, settings: Any) -> None:
             weights = gr.Textbox(label="Weights file or folder (instead of the download)")
             diffusion_model = gr.Textbox(label="Diffusion model (StyleID)", value=settings.model)
     cli = gr.Textbox(label="Equivalent command", interactive=False, elem_id="transfer-command")
-    status = gr.Markdown(elem_id="transfer-status")
+    status = status_line("transfer")
     run_controls(
         "transfer",
         stylize,
