@@ -261,6 +261,7 @@ def _brushwork_paths(image, style, folder: str) -> dict:
     """brushwork's light/standard Johnson and AdaIN (processing size 384) callables."""
     import torch
 
+    from brushwork.devices import cpu_has_fast_bf16
     from brushwork.transfer.adain import AdaINModel
     from brushwork.transfer.johnson import JohnsonConfig, TransformerNet, reinitialise
     from brushwork.transfer.onnx_export import export_onnx, open_session
@@ -272,11 +273,18 @@ def _brushwork_paths(image, style, folder: str) -> dict:
     )
 
     cpu = torch.device("cpu")
+    bf16 = cpu_has_fast_bf16()  # bf16 paths only where the CPU runs them fast (AVX-512 bf16)
     paths = {}
     for arch in ("light", "standard"):
         net = TransformerNet(JohnsonConfig.preset(arch), generator=torch.Generator().manual_seed(0))
         paths[f"{arch} torch fp32"] = JohnsonStylizer(net, device=cpu)
         paths[f"{arch} torch fp32 compile"] = JohnsonStylizer(net, device=cpu, compile=True)
+        if bf16:
+            bf = torch.bfloat16
+            paths[f"{arch} torch bf16"] = JohnsonStylizer(net, device=cpu, dtype=bf)
+            paths[f"{arch} torch bf16 compile"] = JohnsonStylizer(
+                net, device=cpu, dtype=bf, compile=True
+            )
         for int8 in (False, True):
             path = os.path.join(folder, f"{arch}{'-int8' if int8 else ''}.onnx")
             calibration = _calibration_images() if int8 else None
@@ -296,6 +304,13 @@ def _brushwork_paths(image, style, folder: str) -> dict:
     reinitialise(model, torch.Generator().manual_seed(0))
     common = dict(styles=[style], alpha=1.0, device=cpu, process_size=LITE_ARBITRARY_SIZE)
     paths["adain@384 torch fp32"] = AdaINStylizer(model, style_weights=None, **common)
+    if bf16:
+        paths["adain@384 torch bf16"] = AdaINStylizer(
+            model, style_weights=None, dtype=torch.bfloat16, **common
+        )
+        paths["adain@384 torch bf16 compile"] = AdaINStylizer(
+            model, style_weights=None, dtype=torch.bfloat16, compile=True, **common
+        )
     for int8 in (False, True):
         path = os.path.join(folder, f"adain{'-int8' if int8 else ''}.onnx")
         export_onnx(model, path, int8=int8, calibration=_calibration_images() if int8 else None)

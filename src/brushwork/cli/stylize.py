@@ -98,7 +98,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument(
         "--compile",
         action="store_true",
-        help="torch.compile a Johnson network: slow first image, faster later ones of that size",
+        help="torch.compile a Johnson or AdaIN network: slow first image, faster later ones of "
+        "that size",
     )
     options.add_memory_limit(p)
     options.add_quiet(p)
