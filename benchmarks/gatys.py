@@ -191,23 +191,35 @@ def time_to_quality(
 
 
 def plot_curves(result: dict, path: Path, title: str) -> None:
-    """Write both loss-versus-time curves (log loss) and the target line as a PNG."""
+    """Write both loss-versus-time curves as a PNG: the loss (log), and beside it the
+    excess over the textbook's final loss, L / L_final − 1 (log), where the curves that
+    look merged in the first panel are told apart."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(figsize=(7, 4.5))
+    figure, (whole, excess) = plt.subplots(1, 2, figsize=(11, 4.5))
+    target = result["target_loss"]
     for key, label in (("plain_curve", "textbook loop"), ("ours_curve", "brushwork default")):
         if result[key]:
             seconds, losses = zip(*result[key], strict=True)
-            axes.plot(seconds, losses, label=label)
-    axes.axhline(result["target_loss"], color="grey", linestyle="--", label="textbook final")
-    axes.set_yscale("log")
-    axes.set_xlabel("seconds")
-    axes.set_ylabel("full-resolution fp32 loss")
-    axes.set_title(title)
-    axes.legend()
+            whole.plot(seconds, losses, label=label)
+            above = [(t, loss / target - 1) for t, loss in zip(seconds, losses, strict=True)]
+            above = [(t, e) for t, e in above if e > 0]
+            if above:
+                excess.plot(*zip(*above, strict=True), label=label)
+    whole.axhline(target, color="grey", linestyle="--", label="textbook final")
+    whole.set_yscale("log")
+    whole.set_xlabel("seconds")
+    whole.set_ylabel("full-resolution fp32 loss")
+    whole.set_title(title)
+    whole.legend()
+    excess.set_yscale("log")
+    excess.set_xlabel("seconds")
+    excess.set_ylabel("loss / textbook final − 1")
+    excess.set_title("above the textbook's final loss")
+    excess.legend()
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
