@@ -184,3 +184,35 @@ def test_a_screenshot_per_tab(page, artefacts):
         time.sleep(0.3)  # let the tab lay out
         page.screenshot(path=str(artefacts / f"tab_{name}.png"), full_page=True)
         assert (artefacts / f"tab_{name}.png").stat().st_size > 1000
+
+
+def _choose(page, elem_id: str, option: str) -> None:
+    page.locator(f"#{elem_id} input").first.click()
+    page.get_by_role("option", name=option).click()
+
+
+def test_cancel_stops_a_running_gatys_job(page, pictures, vgg19_file, adain_file, artefacts):
+    page.locator("#transfer-content input[type=file]").set_input_files(str(pictures["content"]))
+    page.locator("#transfer-styles input[type=file]").set_input_files(str(pictures["style"]))
+    _choose(page, "transfer-method", "Gatys (optimisation, live preview)")
+    _fill(page, "transfer-weights", str(vgg19_file[0]))
+    steps = page.locator("#transfer-steps input[type=number]")
+    steps.fill("1000")
+    steps.press("Enter")
+    page.locator("#transfer-run").click()
+    page.get_by_text("optimising").first.wait_for(state="visible")  # a preview arrived
+    began = time.monotonic()
+    page.locator("#transfer-cancel").click()
+    page.wait_for_function("() => !document.querySelector('#transfer-run').disabled")
+    assert time.monotonic() - began < 30  # long before 1000 steps
+    assert page.locator("#transfer-run").inner_text() == "Run"
+    page.screenshot(path=str(artefacts / "transfer-cancelled.png"), full_page=True)
+    assert page.get_by_text("done:").count() == 0  # no result of the cancelled job
+    # The queue is free again (one job at a time): an AdaIN job runs at once, where the
+    # 1000 real-size VGG-19 steps at 512 px would have held it for minutes.
+    _choose(page, "transfer-method", "AdaIN (arbitrary style)")
+    _fill(page, "transfer-model", str(adain_file))
+    began = time.monotonic()
+    page.locator("#transfer-run").click()
+    page.get_by_text("done:").first.wait_for(state="visible")
+    assert time.monotonic() - began < 20

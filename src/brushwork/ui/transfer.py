@@ -299,14 +299,18 @@ def build(session_state: Any, settings: Any) -> None:
             style_weights = gr.Textbox(label="Style weights / blend (e.g. 0.7, 0.3)")
             style_weight = gr.Slider(2, 10, value=6, step=0.5, label="Gatys style weight (10^x)")
         with gr.Row():
-            steps = gr.Slider(1, 1000, value=200, step=1, label="Steps (Gatys, StyleID)")
+            steps = gr.Slider(
+                1, 1000, value=200, step=1, label="Steps (Gatys, StyleID)", elem_id="transfer-steps"
+            )
             seed = gr.Number(value=0, precision=0, label="Seed")
         with gr.Row():
             model_file = gr.Textbox(
                 label="Model file (Johnson/AdaIN/WCT .safetensors or .onnx, on this machine)",
                 elem_id="transfer-model",
             )
-            weights = gr.Textbox(label="Weights file or folder (instead of the download)")
+            weights = gr.Textbox(
+                label="Weights file or folder (instead of the download)", elem_id="transfer-weights"
+            )
             diffusion_model = gr.Textbox(label="Diffusion model (StyleID)", value=settings.model)
     cli = gr.Textbox(label="Equivalent command", interactive=False, elem_id="transfer-command")
     status = status_line("transfer")
