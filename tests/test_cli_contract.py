@@ -326,6 +326,7 @@ def _cases() -> list[Case]:
     mask = BASE["transfer"]
     cases.append(Case("transfer", "two masks, one style", f"{mask} --mask {{mask}} {{mask}}"))
     cases.append(Case("transfer", "mask of another aspect", f"{mask} --mask {{mask_wide}}"))
+    cases.append(Case("transfer", "--precondition -1", _with(mask, "--precondition", "-1")))
     adain = "stylize {content} --method adain --style {style} -o {out}/out.png --device cpu -q"
     cases.append(Case("stylize", "two masks, one style", f"{adain} --mask {{mask}} {{mask}}"))
     cases.append(Case("stylize", "mask of another aspect", f"{adain} --mask {{mask_wide}}"))

@@ -109,6 +109,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         action="store_false",
         help="plain L-BFGS steps (stalls on losses of small scale)",
     )
+    g.add_argument(
+        "--precondition",
+        type=options.non_negative_float,
+        default=d.precondition,
+        metavar="C",
+        help="weight of the multiscale preconditioner of L-BFGS (0: textbook L-BFGS)",
+    )
 
     g = p.add_argument_group("losses")
     g.add_argument("--content-weight", type=options.non_negative_float, default=d.content_weight)
@@ -210,6 +217,7 @@ def run(args: argparse.Namespace) -> int:
         pooling=args.pooling,
         precision=args.precision,
         lbfgs_history=args.lbfgs_history,
+        precondition=args.precondition,
         line_search=args.line_search,
         seed=args.seed,
     )
