@@ -170,6 +170,35 @@ def test_generate_plain_is_seeded(session):
         finish(generate.generate(session, "", "a cat", size=30))
 
 
+def test_generate_sgool_uses_the_given_clip_and_is_seeded(session, tmp_path):
+    from ui_tiny import tiny_clip_folder
+
+    clip = str(tiny_clip_folder(tmp_path / "tiny-clip"))
+    values = dict(mode="sgool", steps=2, iterations=2, size=32, seed=1, clip_model=clip)
+    first, files, command, status = finish(generate.generate(session, "", "a cat", **values))
+    again, *_ = finish(generate.generate(session, "", "a cat", **values))
+    assert np.array_equal(_pixels(first), _pixels(again))
+    assert Image.open(first).size == (32, 32) and files == [first]
+    assert f"--saliency-guided --iterations 2 --clip-model {clip}" in command
+    assert status.endswith(": sgool")
+    plain, *_ = finish(generate.generate(session, "", "a cat", steps=2, size=32, seed=1))
+    assert not np.array_equal(_pixels(first), _pixels(plain))  # the latent was optimised
+
+
+def test_generate_style_reference_needs_an_image_and_names_the_missing_adapter(
+    session, pictures, monkeypatch
+):
+    monkeypatch.setenv("BRUSHWORK_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(gr.Error, match="style image"):
+        finish(generate.generate(session, "", "a cat", mode="style", steps=2, size=32))
+    with pytest.raises(gr.Error) as error:
+        finish(generate.generate(session, "", "a cat", mode="style", style=str(pictures["style"]),
+                                 steps=2, size=32))  # fmt: skip
+    message = str(error.value.message if hasattr(error.value, "message") else error.value)
+    assert "\n" not in message.strip() and "adapter" in message.lower()
+
+
 def test_evaluate_uploads_paired_by_name(session, tmp_path, pictures):
     from ui_tiny import picture
 

@@ -33,3 +33,21 @@ def tiny_sd_folder(folder: Path) -> Path:
 
     build_sd_pipeline(folder.parent / f"{folder.name}-build").save_pretrained(folder)
     return folder
+
+
+def tiny_clip_folder(folder: Path) -> Path:
+    """A tiny random CLIP (width 32, the tiny SD tokenizer), saved with ``save_pretrained``
+    so that the Generate tab's SGOOL mode loads it by folder as a user's would be."""
+    import torch
+    from tiny_sd import tiny_tokenizer
+    from transformers import CLIPConfig, CLIPModel
+
+    tokenizer = tiny_tokenizer(folder.parent / f"{folder.name}-tokenizer")
+    layer = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37)
+    text = dict(layer, vocab_size=1000, bos_token_id=0, eos_token_id=2, pad_token_id=1)
+    vision = dict(layer, image_size=32, patch_size=8)
+    torch.manual_seed(0)
+    model = CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=16))
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
