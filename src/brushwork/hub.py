@@ -186,9 +186,8 @@ def _provide_hint(model_id: str) -> str:
     from brushwork.weights import hub_name_of
 
     name = hub_name_of(model_id)
-    flag = (flag_for(name) if name else None) or flag_for(model_id) or "--model"
-    if flag == "--weights":  # a command's file flag does not take Hub folders
-        flag = "--model"
+    named = flag_for(name, wildcard=False) if name else None
+    flag = named or flag_for(model_id, wildcard=False) or "--model"
     return (
         f"on a machine with internet run `hf download {model_id}` and copy "
         f"{repo_cache_dir(model_id)} here (or set HF_HOME), or pass a local folder (one "

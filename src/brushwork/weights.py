@@ -726,10 +726,14 @@ def flag_hints(flags: dict[str, str]) -> Iterator[None]:
         _FLAG_HINTS.reset(token)
 
 
-def flag_for(name: str) -> str | None:
-    """The option of the running command that gives weight file ``name``, if any."""
+def flag_for(name: str, *, wildcard: bool = True) -> str | None:
+    """The option of the running command that gives weight file ``name``, if any.
+
+    ``wildcard=False``: only an option named for ``name`` itself, not the command's
+    ``"*"`` one (which gives weight files, not Hub models).
+    """
     hints = _FLAG_HINTS.get() or {}
-    return hints.get(name) or hints.get("*")
+    return hints.get(name) or (hints.get("*") if wildcard else None)
 
 
 def _how_to_provide(spec: WeightFile) -> str:

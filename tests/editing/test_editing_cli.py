@@ -112,3 +112,17 @@ def test_generate_with_style_image(tmp_path):
     assert main(args) == 0
     assert load_image(out).shape == (3, 32, 32)
     assert load_image(tmp_path / "cat_sheet.png").shape == (3, 20, 20 + 8 + 20)
+
+
+def test_generate_without_the_published_adapter_names_the_adapter_flag(
+    sd_dir, photo, tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setenv("BRUSHWORK_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-cache"))
+    args = ["generate", "a cat", "--style", str(photo), "--model", str(sd_dir), "--steps", "1",
+            "--size", "32", "-q", "-o", str(tmp_path / "styled.png")]  # fmt: skip
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "h94/IP-Adapter" in err
+    assert err.rstrip().endswith("with --ip-adapter")
+    assert not (tmp_path / "styled.png").exists()

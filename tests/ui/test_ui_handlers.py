@@ -196,7 +196,36 @@ def test_generate_style_reference_needs_an_image_and_names_the_missing_adapter(
         finish(generate.generate(session, "", "a cat", mode="style", style=str(pictures["style"]),
                                  steps=2, size=32))  # fmt: skip
     message = str(error.value.message if hasattr(error.value, "message") else error.value)
-    assert "\n" not in message.strip() and "adapter" in message.lower()
+    assert "\n" not in message.strip() and "h94/IP-Adapter" in message
+    assert message.rstrip().endswith("with the IP-Adapter field")
+
+
+def test_generate_style_reference_runs_a_local_adapter_file_like_the_cli(
+    session, pictures, tmp_path, monkeypatch
+):
+    import shlex
+
+    from ui_tiny import tiny_ip_adapter_file
+
+    from brushwork.cli.main import main
+
+    monkeypatch.setenv("BRUSHWORK_OFFLINE", "1")  # a local file needs no network
+    adapter = str(tiny_ip_adapter_file(tmp_path / "ip"))
+    values = dict(mode="style", style=str(pictures["style"]), preset="full", adapter_scale=1.0,
+                  adapter=adapter, steps=2, size=32, seed=4)  # fmt: skip
+    first, files, command, status = finish(generate.generate(session, "", "a cat", **values))
+    again, *_ = finish(generate.generate(session, "", "a cat", **values))
+    assert np.array_equal(_pixels(first), _pixels(again))
+    assert Image.open(first).size == (32, 32) and files == [first] and status.endswith(": style")
+    assert f"--ip-adapter-scale 1 --ip-adapter {adapter}" in command
+    plain, *_ = finish(generate.generate(session, "", "a cat", steps=2, size=32, seed=4))
+    assert not np.array_equal(_pixels(first), _pixels(plain))  # the style image was used
+    # the equivalent command, run as printed (the upload's name pointed at its file)
+    argv = shlex.split(command)[1:]
+    argv[argv.index("--style") + 1] = str(pictures["style"])
+    argv[argv.index("-o") + 1] = str(tmp_path / "cli.png")
+    assert main([*argv, "-q"]) == 0
+    assert np.abs(_pixels(tmp_path / "cli.png").astype(int) - _pixels(first)).max() <= 1
 
 
 def test_evaluate_uploads_paired_by_name(session, tmp_path, pictures):

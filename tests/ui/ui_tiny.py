@@ -51,3 +51,21 @@ def tiny_clip_folder(folder: Path) -> Path:
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+def tiny_ip_adapter_file(folder: Path) -> Path:
+    """An IP-Adapter for the tiny SD pipeline: one ``.safetensors`` file in the published
+    key layout (tests/diffusion/tiny_sd.py) with a tiny CLIP image encoder beside it in
+    ``image_encoder/``, the layout the Generate tab's adapter field takes as a file."""
+    import torch
+    from tiny_sd import build_sd_pipeline, write_ip_adapter
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    pipe = build_sd_pipeline(folder.parent / f"{folder.name}-build")
+    write_ip_adapter(pipe, folder, embed_dim=16)
+    torch.manual_seed(0)
+    config = CLIPVisionConfig(hidden_size=32, intermediate_size=37, num_attention_heads=4,
+                              num_hidden_layers=2, image_size=224, patch_size=32,
+                              projection_dim=16)  # fmt: skip
+    CLIPVisionModelWithProjection(config).save_pretrained(folder / "image_encoder")
+    return folder / "ip-adapter.safetensors"

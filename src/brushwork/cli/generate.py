@@ -42,8 +42,9 @@ repeat it to combine several; a LoRA of another base model is refused before gen
 """
 
 
-#: Missing-weights hints for the saliency detector's file name this flag.
-WEIGHT_FLAGS = {"*": "--saliency-weights"}
+#: Missing-weights hints name these flags: the saliency detector's file, and the
+#: published IP-Adapter (style_reference.IP_ADAPTER_REPO).
+WEIGHT_FLAGS = {"*": "--saliency-weights", "h94/IP-Adapter": "--ip-adapter"}
 
 #: One line for ``brushwork --help``.
 HELP = "generate an image: plain, saliency-guided (SGOOL) or from a style image"
@@ -133,11 +134,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         new="--ip-adapter-scale",
         type=options.non_negative_float,
     )
-    r.add_argument("--ip-adapter", default=None, help="repo or folder (default: h94/IP-Adapter)")
-    r.add_argument(
-        "--ip-adapter-subfolder", default=None, help="default: sdxl_models (SDXL) / models"
-    )
-    r.add_argument("--ip-adapter-weight", default=None, help="weight file name")
+    options.add_ip_adapter(r)
     options.add_regions(p, maps_model=False, per_style_masks=False)
     generate_style_aligned.add_arguments(p)
     p.add_argument("--sheet", action="store_true", help="also save a side-by-side sheet")
@@ -278,20 +275,9 @@ def _generate_with_style(
 def _load_adapter(args: argparse.Namespace, pipe: Any) -> None:
     """The IP-Adapter of --ip-adapter* loaded into ``pipe``, its --style-only/-layout preset set."""
     from brushwork.diffusion.pipelines import pipeline_family
-    from brushwork.diffusion.style_reference import (
-        AdapterSource,
-        default_adapter,
-        load_style_adapter,
-        set_style_preset,
-    )
+    from brushwork.diffusion.style_reference import load_style_adapter, set_style_preset
 
-    source = default_adapter(pipeline_family(pipe))
-    source = AdapterSource(
-        repo=args.ip_adapter or source.repo,
-        subfolder=_given(args.ip_adapter_subfolder, source.subfolder),
-        weight_name=args.ip_adapter_weight or source.weight_name,
-        image_encoder_folder=source.image_encoder_folder,
-    )
+    source = options.ip_adapter_source(args, pipeline_family(pipe))
     load_style_adapter(pipe, source)
     preset = "style" if args.style_only else "style+layout" if args.style_layout else "full"
     set_style_preset(pipe, preset, args.ip_adapter_scale)
@@ -363,11 +349,6 @@ def _run_regional(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(f"saved {output} (regions: {', '.join(masks.names)})", file=sys.stderr)
     return 0
-
-
-def _given(value: str | None, default: str) -> str:
-    """``value`` unless it was not given (an empty string is a given value)."""
-    return default if value is None else value
 
 
 def _run_sgool(

@@ -557,6 +557,28 @@ def add_rule(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
 MAPS_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 
 
+def add_ip_adapter(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """Where the IP-Adapter weights come from (``adapter_source``'s three overrides)."""
+    parser.add_argument(
+        "--ip-adapter",
+        default=None,
+        help="hub repo, folder or .safetensors file (default: h94/IP-Adapter)",
+    )
+    parser.add_argument(
+        "--ip-adapter-subfolder", default=None, help="default: sdxl_models (SDXL) / models"
+    )
+    parser.add_argument("--ip-adapter-weight", default=None, help="weight file name")
+
+
+def ip_adapter_source(args: argparse.Namespace, family: str) -> Any:
+    """The :class:`AdapterSource` of the ``--ip-adapter*`` flags for pipeline ``family``."""
+    from brushwork.diffusion.style_reference import adapter_source
+
+    return adapter_source(
+        family, args.ip_adapter, args.ip_adapter_subfolder, args.ip_adapter_weight
+    )
+
+
 def add_regions(
     parser: argparse.ArgumentParser,
     *,

@@ -27,6 +27,7 @@ WEIGHT_FLAGS = {
     },
     "dpt-hybrid-midas": "--annotator",
     "lineart-annotator": "--annotator",
+    "h94/IP-Adapter": "--ip-adapter",  # style_reference.IP_ADAPTER_REPO
 }
 
 SD_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
@@ -112,11 +113,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=1.0,
         help="IP-Adapter strength (default: %(default)s)",
     )
-    g.add_argument("--ip-adapter", default=None, help="repo or folder (default: h94/IP-Adapter)")
-    g.add_argument(
-        "--ip-adapter-subfolder", default=None, help="default: sdxl_models (SDXL) / models"
-    )
-    g.add_argument("--ip-adapter-weight", default=None, help="weight file name")
+    options.add_ip_adapter(g)
 
 
 def _thresholds(text: str) -> tuple[int, int]:
@@ -254,22 +251,9 @@ def _dtype(precision: str, device: Any) -> Any:
 
 
 def _load_style(args: argparse.Namespace, pipe: Any, family: str) -> None:
-    from brushwork.diffusion.style_reference import (
-        AdapterSource,
-        default_adapter,
-        load_style_adapter,
-        set_style_preset,
-    )
+    from brushwork.diffusion.style_reference import load_style_adapter, set_style_preset
 
-    source = default_adapter(family)
-    source = AdapterSource(
-        repo=args.ip_adapter or source.repo,
-        subfolder=source.subfolder
-        if args.ip_adapter_subfolder is None
-        else args.ip_adapter_subfolder,
-        weight_name=args.ip_adapter_weight or source.weight_name,
-        image_encoder_folder=source.image_encoder_folder,
-    )
+    source = options.ip_adapter_source(args, family)
     load_style_adapter(pipe, source)
     if args.style_layout:
         preset = "style+layout"

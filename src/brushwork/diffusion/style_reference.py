@@ -22,6 +22,7 @@ adapter loaded: their wrappers pass the image tokens through and record text key
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -32,6 +33,7 @@ from brushwork.errors import ConfigError
 __all__ = [
     "PRESETS",
     "AdapterSource",
+    "adapter_source",
     "default_adapter",
     "generate_with_style",
     "instantstyle_scales",
@@ -70,6 +72,38 @@ def default_adapter(family: str) -> AdapterSource:
     if family == "sdxl":
         return AdapterSource()
     return AdapterSource(subfolder="models", weight_name="ip-adapter_sd15.safetensors")
+
+
+def adapter_source(
+    family: str,
+    adapter: str | None = None,
+    subfolder: str | None = None,
+    weight_name: str | None = None,
+) -> AdapterSource:
+    """Where to load an IP-Adapter from: the family's published one, overridden.
+
+    Args:
+        family: ``"sdxl"`` or ``"sd"`` (:func:`~brushwork.diffusion.pipelines.pipeline_family`).
+        adapter: a hub repo, a folder in the published layout, or one ``.safetensors``
+            file (then ``subfolder`` is the file's own folder and its image encoder is
+            looked for in an ``image_encoder`` folder beside it); ``None``: h94/IP-Adapter.
+        subfolder: the weight file's folder inside ``adapter`` (``""``: its top level);
+            ``None``: the published layout's.
+        weight_name: the weight file's name; ``None``: the published one.
+    """
+    published = default_adapter(family)
+    if adapter and adapter.endswith(".safetensors") and Path(adapter).expanduser().is_file():
+        file = Path(adapter).expanduser()
+        return AdapterSource(
+            repo=str(file.parent), subfolder="", weight_name=file.name,
+            image_encoder_folder=published.image_encoder_folder,
+        )  # fmt: skip
+    return AdapterSource(
+        repo=adapter or published.repo,
+        subfolder=published.subfolder if subfolder is None else subfolder,
+        weight_name=weight_name or published.weight_name,
+        image_encoder_folder=published.image_encoder_folder,
+    )
 
 
 def load_style_adapter(pipe: Any, source: AdapterSource | None = None) -> Any:

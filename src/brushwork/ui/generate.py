@@ -42,6 +42,7 @@ def generate(
     style: Any = None,
     preset: str = "style",
     adapter_scale: float = 1.0,
+    adapter: str = "",
     steps: int = 30,
     iterations: int = 20,
     guidance_scale: float = 7.5,
@@ -50,7 +51,12 @@ def generate(
     clip_model: str = "",
     progress: Any = None,
 ) -> Iterator[tuple[Any, list[str], str, str]]:
-    """Generate ``prompt``; yields (image path, files, command, status)."""
+    """Generate ``prompt``; yields (image path, files, command, status).
+
+    ``adapter``: the IP-Adapter of the style mode, a hub repo, a folder in the published
+    layout or one ``.safetensors`` file (``generate --ip-adapter``); empty: the published
+    one for the model's family.
+    """
     from brushwork.diffusion.editing import check_prompt
     from brushwork.image import save_image
     from brushwork.ui.models import model_name, pipeline
@@ -64,10 +70,11 @@ def generate(
     side = int(size or 0) or None
     if side is not None and side % 8:
         raise ConfigError(f"size must be a multiple of 8, got {side}")
-    cli = _command(session, model, prompt, mode, style, preset, adapter_scale, steps,
+    adapter = (adapter or "").strip()
+    cli = _command(session, model, prompt, mode, style, preset, adapter_scale, adapter, steps,
                    iterations, guidance_scale, side, seed, clip_model)  # fmt: skip
     yield None, [], cli, "loading the model…"
-    pipe = pipeline(session, model)
+    pipe = pipeline(session, model, adapter=adapter if mode == "style" else None)
     check_prompt(pipe.tokenizer, prompt)
     if mode == "sgool":
         image = yield from _sgool(session, pipe, prompt, steps, iterations, guidance_scale,
@@ -122,18 +129,10 @@ def _sgool(session, pipe, prompt, steps, iterations, guidance, side, seed, clip_
 def _with_style(session, pipe, prompt, style, preset, scale, steps, guidance, side, seed, progress):
     from PIL import Image
 
-    from brushwork.diffusion.pipelines import pipeline_family, user_errors
-    from brushwork.diffusion.style_reference import (
-        default_adapter,
-        generate_with_style,
-        load_style_adapter,
-        set_style_preset,
-    )
+    from brushwork.diffusion.pipelines import user_errors
+    from brushwork.diffusion.style_reference import generate_with_style, set_style_preset
     from brushwork.ui.common import to_array
 
-    if not getattr(pipe, "_brushwork_style_adapter", False):
-        load_style_adapter(pipe, default_adapter(pipeline_family(pipe)))
-        pipe._brushwork_style_adapter = True
     set_style_preset(pipe, preset, float(scale))
     picture = Image.fromarray(to_array(style))
 
@@ -148,8 +147,8 @@ def _with_style(session, pipe, prompt, style, preset, scale, steps, guidance, si
     return (yield from stream(work, session, progress))
 
 
-def _command(session, model, prompt, mode, style, preset, scale, steps, iterations, guidance,
-             side, seed, clip_model) -> str:  # fmt: skip
+def _command(session, model, prompt, mode, style, preset, scale, adapter, steps, iterations,
+             guidance, side, seed, clip_model) -> str:  # fmt: skip
     from brushwork.ui.models import model_name
 
     extra: list[Any] = []
@@ -161,6 +160,8 @@ def _command(session, model, prompt, mode, style, preset, scale, steps, iteratio
         extra = ["--style", upload_name(style)]
         extra += {"style": ["--style-only"], "style+layout": ["--style-layout"]}.get(preset, [])
         extra += ["--ip-adapter-scale", f"{float(scale):g}"]
+        if adapter:
+            extra += ["--ip-adapter", adapter]
     return command(
         "generate", prompt, extra, "--model", model_name(session, model), "--steps", int(steps),
         "--guidance-scale", f"{float(guidance):g}", ["--size", side] if side else None,
@@ -190,6 +191,10 @@ def build(session_state: Any, settings: Any) -> None:
                 style = gr.Image(label="Style image", type="filepath")
                 preset = gr.Radio(PRESETS, value="style", label="InstantStyle preset")
                 scale = gr.Slider(0, 2, value=1.0, step=0.05, label="IP-Adapter scale")
+                adapter = gr.Textbox(
+                    label="IP-Adapter (Hub id, folder or .safetensors file)",
+                    placeholder="empty: h94/IP-Adapter, the model family's published file",
+                )
         with gr.Column():
             result = gr.Image(label="Generated", type="filepath", interactive=False)
             files = gr.File(label="Download", file_count="multiple")
@@ -198,8 +203,8 @@ def build(session_state: Any, settings: Any) -> None:
     run_controls(
         "generate",
         generate,
-        [session_state, model, prompt, mode, style, preset, scale, steps, iterations, guidance,
-         size, seed, clip_model],
+        [session_state, model, prompt, mode, style, preset, scale, adapter, steps, iterations,
+         guidance, size, seed, clip_model],
         [result, files, cli, status],
         session_state,
         status,
