@@ -126,6 +126,7 @@ def time_to_quality(
     *,
     plain_steps: int = 300,
     settings: GatysSettings | None = None,
+    plain_curve: list[tuple[float, float]] | None = None,
 ) -> dict:
     """The textbook loop's loss-versus-time curve, then brushwork's on the same objective.
 
@@ -134,22 +135,17 @@ def time_to_quality(
     scored afterwards, outside its timing; its coarse levels have no full-size image).
     Returns both curves as (seconds, loss) lists, the textbook's final loss, the time at
     which brushwork first reaches it (``None``: never) and the ratio of the times.
+    ``plain_curve``: the textbook's curve from an earlier run of the same size on the same
+    machine (its ``--json``), instead of running it again (≈ 20 min at 512 px on 2 cores).
     """
     device = content.device
     model, names = textbook_vgg19(encoder.state_dict())
     model = model.to(device)
-    plain_times: list[float] = []
-    sync(device)
-    start = time.perf_counter()
-
-    def on_step(_count):
-        sync(device)
-        plain_times.append(time.perf_counter() - start)
-
-    _image, plain_losses = plain_gatys(
-        model, names, content, style, steps=plain_steps, content_layers=CONTENT_LAYERS,
-        style_layers=STYLE_LAYERS, content_weight=1.0, style_weight=STYLE_WEIGHT, on_step=on_step,
-    )  # fmt: skip
+    if plain_curve is not None:
+        plain_times = [seconds for seconds, _loss in plain_curve]
+        plain_losses = [loss for _seconds, loss in plain_curve]
+    else:
+        plain_times, plain_losses = _textbook_curve(model, names, content, style, plain_steps)
     plain_s = plain_times[-1]
     target = min(plain_losses)
     settings = settings or GatysSettings(size=max(content.shape[-2:]))
@@ -188,6 +184,24 @@ def time_to_quality(
         "reached_s": reached,
         "time_ratio": None if reached is None else reached / plain_s,
     }
+
+
+def _textbook_curve(model, names, content, style, steps: int) -> tuple[list, list]:
+    """(seconds, loss) after each of the textbook loop's ``steps`` evaluations."""
+    device = content.device
+    times: list[float] = []
+    sync(device)
+    start = time.perf_counter()
+
+    def on_step(_count):
+        sync(device)
+        times.append(time.perf_counter() - start)
+
+    _image, losses = plain_gatys(
+        model, names, content, style, steps=steps, content_layers=CONTENT_LAYERS,
+        style_layers=STYLE_LAYERS, content_weight=1.0, style_weight=STYLE_WEIGHT, on_step=on_step,
+    )  # fmt: skip
+    return times, losses
 
 
 def plot_curves(result: dict, path: Path, title: str) -> None:
@@ -322,6 +336,13 @@ def main() -> None:
         "the default run's, the time at which it first reaches the textbook's final loss",
     )
     parser.add_argument("--plot", type=Path, default=Path("gatys-time-to-quality.png"))
+    parser.add_argument(
+        "--plain-curve",
+        type=Path,
+        default=None,
+        help="with --time-to-quality: reuse the textbook curve of an earlier --json (same "
+        "size, same machine) instead of running the textbook loop again",
+    )
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.time_to_quality:
@@ -353,7 +374,12 @@ def run_time_to_quality(args: argparse.Namespace) -> None:
     torch.manual_seed(0)
     encoder = random_vgg19(device)
     content, style = images(args.size, device)
-    result = time_to_quality(encoder, content, style, plain_steps=args.plain_steps)
+    plain_curve = None
+    if args.plain_curve:
+        plain_curve = json.loads(args.plain_curve.read_text())["plain_curve"]
+    result = time_to_quality(
+        encoder, content, style, plain_steps=args.plain_steps, plain_curve=plain_curve
+    )
     print(f"\nGatys time to quality, VGG-19 (random weights), {args.size} px, {args.device}")
     print("textbook loop (fp32, full resolution, L-BFGS) loss versus time:")
     for index in sorted({0, *range(9, len(result["plain_curve"]), 25), -1}):

@@ -75,6 +75,32 @@ def test_gradients_flow_to_the_input(vgg19):
     assert image.grad is not None and image.grad.abs().sum() > 0
 
 
+def test_exact_input_keeps_small_pixel_changes_under_bf16_autocast(vgg19):
+    """What an optimiser's small steps do to relu1_1: bf16 rounds most of them away;
+    with ``exact_input`` the first layer is the float32 one."""
+    image = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    nudge = 1e-4 * torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        exact_change = (
+            vgg19(image + nudge, ["relu1_1"])["relu1_1"] - vgg19(image, ["relu1_1"])["relu1_1"]
+        )
+
+        def change(**kwargs):
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                after = vgg19(image + nudge, ["relu1_1"], **kwargs)["relu1_1"].float()
+                before = vgg19(image, ["relu1_1"], **kwargs)["relu1_1"].float()
+            return after - before
+
+        def error(found):
+            return float((found - exact_change).norm() / exact_change.norm())
+
+        assert error(change()) > 0.5  # bf16: the change is mostly lost or rounded up
+        assert error(change(exact_input=True)) < 1e-3
+        with torch.autocast("cpu", dtype=torch.bfloat16):  # later layers stay in bf16
+            deep = vgg19(image, ["relu2_1"], exact_input=True)["relu2_1"]
+        assert deep.dtype == torch.bfloat16
+
+
 def test_avg_pooling_option():
     encoder = VGGEncoder("vgg16", pooling="avg")
     assert isinstance(encoder.features[4], torch.nn.AvgPool2d)

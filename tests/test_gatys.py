@@ -133,7 +133,7 @@ def test_images_too_small_for_the_layers_are_refused(content_image, vgg19):
 
 
 def test_pyramid_sizes_auto_threshold():
-    settings = GatysSettings(pyramid_min_size=128, pyramid_threshold=300 * 300)
+    settings = GatysSettings(pyramid="auto", pyramid_min_size=128, pyramid_threshold=300 * 300)
     assert pyramid_sizes(256, 256 * 256, settings) == [256]
     assert pyramid_sizes(512, 512 * 384, settings) == [128, 256, 512]
     assert pyramid_sizes(1000, 1000 * 1000, settings) == [125, 250, 500, 1000][1:]
@@ -205,10 +205,12 @@ def test_coarse_steps_are_capped_by_the_total():
 
 
 def test_schedule_drops_empty_levels_and_describes_itself():
-    settings = GatysSettings(size=512, steps=2)
+    settings = GatysSettings(size=512, steps=2, pyramid="on")
     schedule = step_schedule((384, 512), settings)
     assert schedule == [(256, 1), (512, 1)]
     assert describe_schedule(schedule) == "256 px × 1, 512 px × 1 = 2 steps"
+    default = step_schedule((384, 512), GatysSettings(size=512))  # full resolution only
+    assert describe_schedule(default) == "512 px × 200 = 200 steps"
 
 
 def test_memory_estimate_grows_with_the_size():

@@ -127,13 +127,19 @@ class VGGEncoder(nn.Module):
         pools = sum(1 for name in self.layer_names[:deepest] if name.startswith("pool"))
         return 2**pools
 
-    def forward(self, image: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
+    def forward(
+        self, image: torch.Tensor, layers: Sequence[str], *, exact_input: bool = False
+    ) -> dict[str, torch.Tensor]:
         """Activations of ``layers`` for ``image``.
 
         Args:
             image: (B, 3, H, W) RGB in [0, 1].
             layers: layer names such as ``"relu4_2"``; the network runs only up
                 to the deepest of them.
+            exact_input: under autocast, run the first convolution in float32 all the
+                same. Its input is the image itself, which bf16 rounds to steps of
+                1/128–1/512 of the normalised range: too coarse for an optimiser that
+                moves pixels by less (Gatys at 512 px stalled at 4× the fp32 loss).
 
         Returns:
             dict layer name -> (B, C, H', W') activation.
@@ -145,7 +151,11 @@ class VGGEncoder(nn.Module):
         x = (image - self.mean.to(image.dtype)) / self.std.to(image.dtype)
         outputs = {}
         for index in range(deepest + 1):
-            x = self.features[index](x)
+            if index == 0 and exact_input and torch.is_autocast_enabled(x.device.type):
+                with torch.autocast(x.device.type, enabled=False):
+                    x = self.features[0](x.float())
+            else:
+                x = self.features[index](x)
             name = self.layer_names[index]
             if name in wanted:
                 outputs[name] = x

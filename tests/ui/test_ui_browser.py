@@ -31,6 +31,24 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 TIMEOUT_MS = 60_000
+#: The camera the page sees: Chromium's fake capture device playing WEBCAM_FILE.
+CAMERA_ARGS = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
+#: The fake camera's frame (width, height): a size no other test picture has.
+WEBCAM_SIZE = (64, 48)
+
+
+def write_y4m(path: Path, width: int, height: int, frames: int = 2) -> Path:
+    """A YUV4MPEG2 clip (I420) of a left-to-right luminance ramp: bright on the right,
+    so a mirrored capture is told apart from a plain one."""
+    import numpy as np
+
+    ramp = np.linspace(30, 220, width).astype(np.uint8)
+    luma = np.tile(ramp, (height, 1))
+    chroma = np.full((height // 2, width // 2), 128, np.uint8)
+    frame = b"FRAME\n" + luma.tobytes() + chroma.tobytes() + chroma.tobytes()
+    header = f"YUV4MPEG2 W{width} H{height} F10:1 Ip A1:1 C420jpeg\n".encode()
+    path.write_bytes(header + frame * frames)
+    return path
 
 
 def _chromium() -> str | None:
@@ -61,13 +79,16 @@ def server(tmp_path_factory, sd_folder):
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
     executable = _chromium()
+    camera = write_y4m(tmp_path_factory.mktemp("camera") / "camera.y4m", *WEBCAM_SIZE)
+    camera_args = [*CAMERA_ARGS, f"--use-file-for-fake-video-capture={camera}"]
     with playwright_api.sync_playwright() as playwright:
         try:
             context = playwright.chromium.launch_persistent_context(
                 str(tmp_path_factory.mktemp("chromium-profile")),
                 executable_path=executable,
                 headless=True,
-                args=CHROMIUM_ARGS,
+                args=[*CHROMIUM_ARGS, *camera_args],
+                permissions=["camera"],
                 viewport={"width": 1280, "height": 1000},
             )
         except Exception as error:  # no browser on this machine
@@ -132,6 +153,33 @@ def test_adain_in_the_browser(page, pictures, adain_file, artefacts):
     command = page.locator("#transfer-command").locator("textarea, input").first.input_value()
     assert "--method adain" in command and "--style style.png" in command
     page.screenshot(path=str(artefacts / "transfer.png"), full_page=True)
+
+
+def test_adain_on_a_webcam_picture(page, pictures, adain_file, artefacts):
+    content = page.locator("#transfer-content")
+    content.get_by_role("button", name="Capture from camera").click()
+    content.get_by_role("button", name="Click to Access Webcam").click()
+    page.wait_for_function(  # the fake camera's frames are playing
+        "() => { const v = document.querySelector('#transfer-content video');"
+        " return v && v.videoWidth > 0; }"
+    )
+    content.get_by_role("button", name="capture photo").click()
+    page.wait_for_function(  # the captured frame, uploaded and shown as the content
+        "() => [...document.querySelectorAll('#transfer-content img')].some("
+        " i => i.src.includes('/file=') || i.src.includes('gradio_api/file'))"
+    )
+    page.locator("#transfer-styles input[type=file]").set_input_files(str(pictures["style"]))
+    _fill(page, "transfer-model", str(adain_file))
+    page.locator("#transfer-run").click()
+    page.wait_for_function(
+        "() => { const i = document.querySelector('#transfer-result img');"
+        " return i && i.complete && i.naturalWidth > 0; }"
+    )
+    result = page.locator("#transfer-result img")
+    assert result.evaluate("image => [image.naturalWidth, image.naturalHeight]") == list(
+        WEBCAM_SIZE
+    )  # the camera frame's size: the webcam picture was the content
+    page.screenshot(path=str(artefacts / "transfer_webcam.png"), full_page=True)
 
 
 def test_a_bad_upload_is_a_readable_message(page, pictures, adain_file):

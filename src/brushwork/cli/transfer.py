@@ -16,8 +16,9 @@ EPILOG = """examples:
   brushwork transfer photo.jpg --style sky.jpg ground.jpg --mask sky_mask.png ground_mask.png \\
             -o out.png
 
---steps is the total over all pyramid levels: the coarser levels share --coarse-share of
-it evenly, the full-size level gets the rest (at least one step).
+With --pyramid on (or auto, above --pyramid-threshold pixels) --steps is the total over
+all pyramid levels: the coarser levels share --coarse-share of it evenly, the full-size
+level gets the rest (at least one step).
 Pretrained VGG weights are downloaded on first use (VGG-19: 548 MiB); see
 `brushwork weights --help` to prefetch them or to use a local copy (--weights PATH).
 """

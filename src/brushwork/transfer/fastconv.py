@@ -21,7 +21,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["SpaceToDepthConv2d", "space_to_depth_weight", "to_blocks"]
+__all__ = [
+    "SpaceToDepthConv2d",
+    "UpsampledConv2d",
+    "fuse_upsampling",
+    "phase_weights",
+    "space_to_depth_weight",
+    "to_blocks",
+]
 
 
 def space_to_depth_weight(weight: torch.Tensor, block: int) -> torch.Tensor:
@@ -91,3 +98,97 @@ class SpaceToDepthConv2d(nn.Module):
             return self.conv(x)
         out = F.conv2d(to_blocks(x, self.block), self.blocked_weight, self.blocked_bias)
         return F.pixel_shuffle(out, self.block)
+
+
+#: For output phase ``a`` (row ``2i + a``) of a 3-tap kernel over a ×2 nearest-upsampled
+#: input: which taps land on input rows ``i − 1 + a`` and ``i + a`` (the 2-tap kernel).
+_PHASE_TAPS = (((0,), (1, 2)), ((0, 1), (2,)))
+
+
+def phase_weights(weight: torch.Tensor) -> list[torch.Tensor]:
+    """``(O, C, 3, 3)`` kernel -> four ``(O, C, 2, 2)`` kernels, phases (0,0), (0,1), (1,0), (1,1).
+
+    Summed in float32, returned in the kernel's dtype.
+    """
+    if weight.shape[-2:] != (3, 3):
+        raise ValueError(f"need a 3×3 kernel, got {tuple(weight.shape[-2:])}")
+    full = weight.float()
+    phases = []
+    for rows in _PHASE_TAPS:
+        for cols in _PHASE_TAPS:
+            kernel = torch.stack(
+                [torch.stack([full[:, :, list(r)][:, :, :, list(c)].sum((2, 3)) for c in cols], -1)
+                 for r in rows], -2,
+            )  # fmt: skip
+            phases.append(kernel.to(weight.dtype))
+    return phases
+
+
+class UpsampledConv2d(nn.Module):
+    """Inference-only stand-in for ×2 nearest upsampling, reflection padding 1 and a 3×3
+    stride-1 ``nn.Conv2d`` (the same outputs, 2.25 × fewer multiply-adds).
+
+    After nearest upsampling each output pixel's 3×3 window covers only 2×2 distinct
+    input pixels, so each of the four output phases ``(2i + a, 2j + b)`` is a 2×2
+    convolution of the input itself (:func:`phase_weights`); reflecting the upsampled
+    image by one pixel is replicating the input by one. Input ``(B, C, H, W)``, output
+    ``(B, O, 2H, 2W)``.
+    """
+
+    def __init__(self, conv: nn.Conv2d) -> None:
+        super().__init__()
+        if conv.kernel_size != (3, 3) or conv.stride != (1, 1) or conv.groups != 1:
+            raise ValueError("only 3×3, stride-1, ungrouped convolutions")
+        if conv.padding not in ((0, 0), "valid") or conv.dilation != (1, 1):
+            raise ValueError("pad the input before (the layer takes padded input)")
+        self.conv = conv
+        for index, kernel in enumerate(phase_weights(conv.weight.detach())):
+            self.register_buffer(f"phase{index}", kernel, persistent=False)
+        bias = None if conv.bias is None else conv.bias.detach()
+        self.register_buffer("bias", bias, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C, H, W)`` -> ``(B, O, 2H, 2W)``."""
+        n, _c, h, w = x.shape
+        kernels = (self.phase0, self.phase1, self.phase2, self.phase3)
+        # Phase (a, b) reads input rows i − 1 + a, i + a (and columns alike): the input
+        # replicated by one pixel above (a = 0) or below (a = 1), left or right.
+        phases = [
+            F.conv2d(F.pad(x, (1 - b, b, 1 - a, a), mode="replicate"), kernels[2 * a + b],
+                     self.bias)
+            for a in (0, 1)
+            for b in (0, 1)
+        ]  # fmt: skip
+        out = torch.stack(phases, 2)  # (B, O, 4, H, W): channels (o, a, b) after reshape
+        return F.pixel_shuffle(out.reshape(n, -1, h, w), 2)
+
+
+def fuse_upsampling(module: nn.Module) -> int:
+    """Replace, in place, every ``Upsample(×2, nearest), ReflectionPad2d(1), Conv2d(3×3)``
+    run inside an ``nn.Sequential`` of ``module`` (AdaIN's and WCT's decoders) by an
+    :class:`UpsampledConv2d` (and two ``Identity`` layers, so indices stay). Returns how many.
+    """
+    fused = 0
+    for sequence in [m for m in module.modules() if isinstance(m, nn.Sequential)]:
+        layers = list(sequence)
+        for index in range(len(layers) - 2):
+            upsample, pad, conv = layers[index : index + 3]
+            if (
+                isinstance(upsample, nn.Upsample)
+                and upsample.mode == "nearest"
+                and upsample.scale_factor in (2, 2.0, (2.0, 2.0))
+                and isinstance(pad, nn.ReflectionPad2d)
+                and pad.padding == (1, 1, 1, 1)
+                and isinstance(conv, nn.Conv2d)
+                and conv.kernel_size == (3, 3)
+                and conv.stride == (1, 1)
+                and conv.padding == (0, 0)
+                and conv.dilation == (1, 1)
+                and conv.groups == 1
+            ):
+                sequence[index] = UpsampledConv2d(conv)
+                sequence[index + 1] = nn.Identity()
+                sequence[index + 2] = nn.Identity()
+                layers = list(sequence)
+                fused += 1
+    return fused

@@ -18,12 +18,12 @@ Example::
     result.image          # (3, H, W) in [0, 1]
     result.losses[-1], result.seconds
 
-Speed: convolutions run in bfloat16 where the hardware has fast bf16 (losses,
-Gram matrices and the image stay float32), the network stops at the deepest
-layer a loss uses, and above ``pyramid_threshold`` pixels the optimisation
-starts at a coarse size and refines, so most steps are cheap. L-BFGS is
+Speed: convolutions run in bfloat16 where the hardware has fast bf16 (the first
+one, whose input is the image, and losses, Gram matrices and the image stay
+float32), and the network stops at the deepest layer a loss uses. L-BFGS is
 preconditioned with a multiscale operator (:class:`MultiscalePreconditioner`)
-that moves coarse image structure as fast as fine detail. See
+that moves coarse image structure as fast as fine detail, which is what a
+coarse-to-fine pyramid was for (still available: ``pyramid="on"``). See
 ``benchmarks/gatys.py`` and docs/gatys.md for the figures.
 """
 
@@ -80,8 +80,10 @@ class GatysSettings:
         preserve_color: ``"none"``, ``"luminance"`` (stylise luminance only and
             keep the content's colours), ``"histogram"`` or ``"mean-cov"``
             (match the style image's colours to the content first).
-        pyramid: coarse-to-fine optimisation: ``"auto"`` (when the output has
-            more than ``pyramid_threshold`` pixels), ``"on"`` or ``"off"``.
+        pyramid: coarse-to-fine optimisation: ``"off"`` (default: with the
+            preconditioner, full resolution from the start reaches a given loss sooner,
+            ``benchmarks/gatys.py --time-to-quality``), ``"on"`` or ``"auto"`` (when the
+            output has more than ``pyramid_threshold`` pixels).
         pyramid_min_size: long side of the coarsest level.
         coarse_share: the fraction of ``steps`` the coarser levels get together,
             split evenly among them; the full-size level gets the rest.
@@ -115,7 +117,7 @@ class GatysSettings:
     style_blend: tuple[float, ...] | None = None
     style_scale: float = 1.0
     preserve_color: str = "none"
-    pyramid: str = "auto"
+    pyramid: str = "off"
     pyramid_threshold: int = 300 * 300
     pyramid_min_size: int = 128
     coarse_share: float = 0.6
@@ -725,7 +727,7 @@ class _Objective:
 
     def features(self, image: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
         with autocast(self.device, self.dtype):
-            return self.encoder(image, layers)
+            return self.encoder(image, layers, exact_input=True)
 
     def __call__(self, pixels: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Total loss and its weighted terms for pixels (1, 3, h, w).

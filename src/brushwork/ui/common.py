@@ -90,6 +90,8 @@ class Session:
     settings: UISettings = field(default_factory=UISettings)
     models: ModelCache = field(default_factory=ModelCache)
     cancel: threading.Event = field(default_factory=threading.Event)
+    #: The running job's thread (:func:`stream`), for Cancel to wait on.
+    job_thread: threading.Thread | None = None
     #: Per tab, what a later control needs without re-running (e.g. attention maps).
     results: dict[str, Any] = field(default_factory=dict)
 
@@ -183,6 +185,7 @@ def stream(
             outcome["error"] = error
 
     thread = threading.Thread(target=target, name="brushwork-ui-job", daemon=True)
+    session.job_thread = thread
     thread.start()
     try:
         while thread.is_alive() or not job.updates.empty():
@@ -211,10 +214,23 @@ def finish(run: Iterator[Any]) -> Any:
     return last
 
 
+#: How long Cancel waits for the running job to reach its next step (one step).
+CANCEL_WAIT_S = 60.0
+
+
 def request_cancel(session: Session) -> str:
-    """The Cancel button: the running job stops at its next step."""
+    """The Cancel button: the running job stops at its next step; returns the status.
+
+    It waits (up to :data:`CANCEL_WAIT_S`) until the job has stopped, so that the job's
+    event ends by itself before Gradio cancels it: an event cancelled while its step is
+    still running (a 512 px Gatys step takes seconds) never told the page it ended, and
+    the tab's Run button stayed dead.
+    """
     session.cancel.set()
-    return "cancelling…"
+    thread = session.job_thread
+    if thread is not None and thread is not threading.current_thread():
+        thread.join(CANCEL_WAIT_S)
+    return "cancelled" if thread is None or not thread.is_alive() else "cancelling…"
 
 
 # --------------------------------------------------------------------------- files
