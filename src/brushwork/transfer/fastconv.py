@@ -163,13 +163,38 @@ class UpsampledConv2d(nn.Module):
         return F.pixel_shuffle(out.reshape(n, -1, h, w), 2)
 
 
+def _is_phase_conv(pad: nn.Module, conv: nn.Module) -> bool:
+    """A reflection pad of 1 then a 3×3 stride-1 plain convolution."""
+    return (
+        isinstance(pad, nn.ReflectionPad2d)
+        and pad.padding == (1, 1, 1, 1)
+        and isinstance(conv, nn.Conv2d)
+        and conv.kernel_size == (3, 3)
+        and conv.stride == (1, 1)
+        and conv.padding == (0, 0)
+        and conv.dilation == (1, 1)
+        and conv.groups == 1
+    )
+
+
 def fuse_upsampling(module: nn.Module) -> int:
-    """Replace, in place, every ``Upsample(×2, nearest), ReflectionPad2d(1), Conv2d(3×3)``
-    run inside an ``nn.Sequential`` of ``module`` (AdaIN's and WCT's decoders) by an
-    :class:`UpsampledConv2d` (and two ``Identity`` layers, so indices stay). Returns how many.
+    """Replace, in place, each ×2 nearest upsampling followed by reflection padding 1 and a
+    3×3 convolution by an :class:`UpsampledConv2d`; returns how many were replaced.
+
+    Two layouts: a run ``Upsample, ReflectionPad2d, Conv2d`` inside an ``nn.Sequential``
+    (AdaIN's and WCT's decoders; two ``Identity`` layers keep the indices), and Johnson's
+    ``_Upsample`` modules (replaced by the phase convolution and their norm and ReLU).
     """
+    from brushwork.transfer.johnson import _Upsample
+
     fused = 0
     for sequence in [m for m in module.modules() if isinstance(m, nn.Sequential)]:
+        for index, layer in enumerate(sequence):
+            if isinstance(layer, _Upsample):
+                pad, conv, *rest = list(layer.conv)  # (a _Conv cannot be sliced)
+                if _is_phase_conv(pad, conv):
+                    sequence[index] = nn.Sequential(UpsampledConv2d(conv), *rest)
+                    fused += 1
         layers = list(sequence)
         for index in range(len(layers) - 2):
             upsample, pad, conv = layers[index : index + 3]
@@ -177,14 +202,7 @@ def fuse_upsampling(module: nn.Module) -> int:
                 isinstance(upsample, nn.Upsample)
                 and upsample.mode == "nearest"
                 and upsample.scale_factor in (2, 2.0, (2.0, 2.0))
-                and isinstance(pad, nn.ReflectionPad2d)
-                and pad.padding == (1, 1, 1, 1)
-                and isinstance(conv, nn.Conv2d)
-                and conv.kernel_size == (3, 3)
-                and conv.stride == (1, 1)
-                and conv.padding == (0, 0)
-                and conv.dilation == (1, 1)
-                and conv.groups == 1
+                and _is_phase_conv(pad, conv)
             ):
                 sequence[index] = UpsampledConv2d(conv)
                 sequence[index + 1] = nn.Identity()
