@@ -214,19 +214,6 @@ def read_metadata(session) -> dict:
         return {}
 
 
-def _fused_copy(net: nn.Module) -> nn.Module:
-    """A float32 CPU copy of ``net`` whose upsampling layers are phase convolutions
-    (:func:`~brushwork.transfer.fastconv.fuse_upsampling`): the same outputs, fewer
-    operations for onnxruntime; the caller's network is left as it is."""
-    import copy
-
-    from brushwork.transfer.fastconv import fuse_upsampling
-
-    net = copy.deepcopy(net).eval().float().cpu()
-    fuse_upsampling(net)
-    return net
-
-
 def export_onnx(
     model: str | os.PathLike | nn.Module,
     output: str | os.PathLike,
@@ -284,7 +271,6 @@ def export_onnx(
     metadata = {"brushwork": json.dumps(info, sort_keys=True)}
     generator = torch.Generator().manual_seed(0)
     example = torch.rand(1, 3, example_size, example_size, generator=generator)
-    net = _fused_copy(net)
     if isinstance(net, TransformerNet):
         wrapper = _Clamped(net).eval().float().cpu()
         inputs: tuple[torch.Tensor, ...] = (example,)
