@@ -141,7 +141,6 @@ class UpsampledConv2d(nn.Module):
             raise ValueError("only 3×3, stride-1, ungrouped convolutions")
         if conv.padding not in ((0, 0), "valid") or conv.dilation != (1, 1):
             raise ValueError("pad the input before (the layer takes padded input)")
-        self.conv = conv
         for index, kernel in enumerate(phase_weights(conv.weight.detach())):
             self.register_buffer(f"phase{index}", kernel, persistent=False)
         bias = None if conv.bias is None else conv.bias.detach()
@@ -207,6 +206,5 @@ def fuse_upsampling(module: nn.Module) -> int:
                 sequence[index] = UpsampledConv2d(conv)
                 sequence[index + 1] = nn.Identity()
                 sequence[index + 2] = nn.Identity()
-                layers = list(sequence)
-                fused += 1
+                fused += 1  # (the next windows start at the pad and the conv: no match)
     return fused
