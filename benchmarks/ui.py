@@ -18,6 +18,10 @@
    ``gradio_client`` path above pays that client's own CPU work (an SSL context per
    request, its polling threads) on the same two cores as the job; the browser does not.
 
+``--app-cpus 0 --browser-cpus 1`` gives the app (and the direct calls it is compared
+with) one core and the browser the other, as on a machine with cores to spare: what the
+page costs the job apart from taking its CPU.
+
 Run under ``flock /work/notes/bench.lock python benchmarks/ui.py`` on a shared machine.
 """
 
@@ -152,21 +156,33 @@ def gradio_floor(content: Path, style: Path, result: Path, repeats: int) -> floa
         app.close()
 
 
-def browser_times(url: str, contents: list[Path], style: Path, model_file: Path):
+def pinned_browser(folder: Path, cpus: str | None) -> str | None:
+    """The Chromium to launch: Debian's, under ``taskset -c cpus`` when ``cpus`` is given
+    (a wrapper script in ``folder``); ``None`` when no Chromium is installed."""
+    import shutil
+
+    executable = next(
+        (shutil.which(n) for n in ("chromium", "chromium-browser") if shutil.which(n)), None
+    )
+    if executable is None or cpus is None:
+        return executable
+    wrapper = folder / "chromium-pinned"
+    wrapper.write_text(f'#!/bin/sh\nexec taskset -c {cpus} {executable} "$@"\n')
+    wrapper.chmod(0o755)
+    return str(wrapper)
+
+
+def browser_times(url: str, contents: list[Path], style: Path, model_file: Path,
+                  executable: str | None):  # fmt: skip
     """Seconds from clicking Run to the result image shown, in headless Chromium
     (Playwright), one click per content image (each uploaded before its click, as a user
     does; a new content gives a new result file, which is how its arrival is seen); the
     first click loads the model and is returned apart. ``None`` when no browser can be
     started."""
-    import shutil
-
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
         return None
-    executable = next(
-        (shutil.which(n) for n in ("chromium", "chromium-browser") if shutil.which(n)), None
-    )
     # Done when the command line names this content (it comes with the result) and the
     # result image is decoded. (The random-weight network's output is the same flat
     # image for every content, so the image's address does not change.)
@@ -218,8 +234,16 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--starts", type=int, default=3)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument(
+        "--app-cpus",
+        default=None,
+        help="CPUs of this process (the app and the direct calls), e.g. 0",
+    )
+    parser.add_argument("--browser-cpus", default=None, help="CPUs of Chromium, e.g. 1")
     args = parser.parse_args()
-    torch.set_num_threads(min(2, torch.get_num_threads()))
+    if args.app_cpus:  # before any thread starts: they inherit it
+        os.sched_setaffinity(0, {int(c) for c in args.app_cpus.split(",")})
+    torch.set_num_threads(min(2, len(os.sched_getaffinity(0))))
 
     from gradio_client import Client, handle_file
 
@@ -255,7 +279,8 @@ def main() -> None:
             noise_image(folder / f"content{k}.png", args.size, seed=k)
             for k in range(1, args.repeats + 1)
         ]
-        in_browser = browser_times(server.url, contents, style, model_file)
+        executable = pinned_browser(folder, args.browser_cpus)
+        in_browser = browser_times(server.url, contents, style, model_file, executable)
     finally:
         server.close()
     app = build_app(UISettings(model=str(sd), device="cpu"))
@@ -299,8 +324,10 @@ def main() -> None:
             ("browser, warm (click Run → result shown)", median(warm_browser),
              median(warm_browser) / median(warm_direct) - 1),
         ]  # fmt: skip
+    cpus = f", app on CPUs {args.app_cpus}" if args.app_cpus else ""
+    cpus += f", browser on CPUs {args.browser_cpus}" if args.browser_cpus else ""
     print(f"AdaIN (real size, random weights), content {args.size} px long side, CPU, "
-          f"{torch.get_num_threads()} threads, medians of {args.repeats}")  # fmt: skip
+          f"{torch.get_num_threads()} threads{cpus}, medians of {args.repeats}")  # fmt: skip
     print(f"{'what':48} {'seconds':>8} {'overhead':>9}")
     for name, seconds, overhead in rows:
         extra = f"{overhead * 100:+8.1f}%" if overhead is not None else ""

@@ -295,3 +295,14 @@ def test_jobs_draw_their_progress_on_the_status_line(sd_folder):
     # Tall enough for the progress bar and timer while a job runs.
     statuses = [c for c in config["components"] if c["id"] in {ids[f"{n}-status"] for n in names}]
     assert all(c["props"].get("min_height") for c in statuses)
+
+
+def test_the_queue_polls_at_50_hz_not_1000(sd_folder):
+    # Gradio's own 1 ms / 10 ms loops took CPU from the job (benchmarks/ui.py); if a Gradio
+    # release renames these attributes, calm_queue would silently do nothing: fail here.
+    from brushwork.ui.app import PROGRESS_POLL_S, QUEUE_POLL_S, build_app
+    from brushwork.ui.common import UISettings
+
+    queue = build_app(UISettings(model=str(sd_folder), device="cpu"))._queue
+    assert queue.sleep_when_free == QUEUE_POLL_S == 0.02
+    assert queue.progress_update_sleep_when_free == PROGRESS_POLL_S == 0.05
