@@ -9,7 +9,10 @@ flow stabilisation, Gatys video seconds/frame at a small size, and warping error
 The sharpness part (issue 21) renders a panning synthetic clip with Gatys video
 twice, with the earlier behaviour (``keep_detail=False``) and the default, and
 prints per-frame sharpness (mean absolute gradient, 0-255 scale) of the input and
-both outputs, the last/first ratio and the warping error; ``--sheet`` writes the
+both outputs, the last/first ratio and the warping error, and for each output the
+warping error of the input clip blurred to that output's mean sharpness
+(``consistent_floor``: a blurred video scores lower however steady it is) and the ratio
+error/floor, which compares outputs of different sharpness; ``--sheet`` writes the
 first, middle and last frames of input, before and after as one PNG.
 
 The feed-forward network is the real-size Johnson TransformerNet (issue 3) with
@@ -21,6 +24,7 @@ Gatys path is real-size with random weights. The input is a synthetic 852x480 vi
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import tempfile
 import time
@@ -159,6 +163,8 @@ def write_sheet(path: Path, rows: list[list[torch.Tensor]]) -> None:
 
 
 def sharpness_part(args) -> dict:
+    from brushwork.flow import optical_flow
+    from brushwork.metrics.warping import consistent_floor
     from brushwork.video.detail import mean_abs_gradient
 
     height = args.sharp_size * 9 // 16 // 4 * 4
@@ -177,12 +183,20 @@ def sharpness_part(args) -> dict:
     }
     if args.sheet:
         write_sheet(Path(args.sheet), [frames, *(run[0] for run in runs.values())])
+    # What a video that follows the motion exactly scores at each output's sharpness.
+    flows = [(optical_flow(a, b), optical_flow(b, a)) for a, b in itertools.pairwise(frames)]
+    floors = {
+        name: consistent_floor(frames, sum(values) / len(values), flows=flows)
+        for name, values in table.items()
+        if name != "input"
+    }
     return {
         "size": f"{args.sharp_size}x{height}",
         "steps": [args.sharp_steps, args.sharp_later],
         "sharpness": table,
         "seconds": {name: run[1] for name, run in runs.items()},
         "warping_error": {name: run[2] for name, run in runs.items()},
+        "consistent_floor": floors,
     }
 
 
@@ -200,8 +214,18 @@ def print_sharpness(info: dict) -> None:
     errors, seconds = info["warping_error"], info["seconds"]
     print(f"{'warp error':>10}{'':>10}" + "".join(f"{errors[k]:>10.5f}" for k in errors))
     print(f"{'seconds':>10}{'':>10}" + "".join(f"{seconds[k]:>10.1f}" for k in seconds))
+    floors = info.get("consistent_floor", {})
+    if floors:  # the input clip blurred to each output's mean sharpness (consistent_floor)
+        print(f"{'floor':>10}{'':>10}" + "".join(f"{floors[k]:>10.5f}" for k in floors))
+        print(
+            f"{'err/floor':>10}{'':>10}"
+            + "".join(f"{errors[k] / floors[k]:>10.3f}" for k in floors)
+        )
     if "before" in errors and "after" in errors:
         print(f"warping error after/before: {errors['after'] / errors['before']:.3f}")
+        if "before" in floors and "after" in floors:
+            normalised = (errors["after"] / floors["after"]) / (errors["before"] / floors["before"])
+            print(f"at equal sharpness (error/floor), after/before: {normalised:.3f}")
 
 
 def combine(paths: list[str]) -> dict:
@@ -211,8 +235,8 @@ def combine(paths: list[str]) -> dict:
     for info in infos[1:]:
         if info["sharpness"]["input"] != merged["sharpness"]["input"]:
             raise SystemExit("the runs to combine used different clips")
-        for key in ("sharpness", "seconds", "warping_error"):
-            merged[key].update(info[key])
+        for key in ("sharpness", "seconds", "warping_error", "consistent_floor"):
+            merged.setdefault(key, {}).update(info.get(key, {}))
     return merged
 
 

@@ -9,7 +9,7 @@ from brushwork.flow import optical_flow, warp
 from brushwork.metrics.warping import warping_error
 from brushwork.transfer.gatys import GatysSettings
 from brushwork.video import GatysVideo, GatysVideoSettings
-from brushwork.video.detail import mean_abs_gradient, restore_detail
+from brushwork.video.detail import blur_to_sharpness, mean_abs_gradient, restore_detail
 from brushwork.video.io import frame_to_uint8, uint8_to_frame
 
 
@@ -58,3 +58,63 @@ def test_sharpness_does_not_decay_over_20_frames(style_image, vgg19) -> None:
     # What was fixed: the earlier behaviour loses a fifth of the sharpness in 8 frames.
     old = _render(frames[:8], style_image, vgg19, keep_detail=False)
     assert mean_abs_gradient(old[-1]) < 0.8 * mean_abs_gradient(old[0])
+
+
+def test_consistent_floor_rises_with_sharpness() -> None:
+    # A video that follows the motion exactly still scores higher the sharper it is (the
+    # metric's own warp blurs): the floor that video results of different sharpness are
+    # compared against.
+    from brushwork.metrics.warping import consistent_floor
+
+    frames = panning_texture_frames(count=6)
+    own = sum(mean_abs_gradient(f) for f in frames) / len(frames)
+    as_is = consistent_floor(frames, own + 1)
+    assert as_is == warping_error(frames, frames).mean
+    floors = [consistent_floor(frames, own * fraction) for fraction in (0.8, 0.6, 0.4)]
+    assert as_is > floors[0] > floors[1] > floors[2] > 0
+    assert floors[2] < 0.5 * as_is
+
+
+def test_uncovered_pixels_start_from_the_frame(style_image, vgg19) -> None:
+    # A 3 px pan uncovers the right edge: no previous pixel maps there, and the warp only
+    # smeared the border into streaks that the later steps could not undo. They start
+    # from the frame instead, blurred to the previous result's sharpness.
+    from brushwork.flow import consistency_mask
+
+    frames = panning_texture_frames(count=2, step=(3.0, 0.0))
+    flow = optical_flow(frames[1], frames[0])
+    certain = consistency_mask(flow, optical_flow(frames[0], frames[1]))
+    uncovered, kept = certain == 0, certain == 1
+    assert uncovered[:, -3:].float().mean() > 0.9 and kept.float().mean() > 0.5
+
+    class Recording(GatysVideo):
+        def _run(self, frame, image_settings, init, loss):
+            self.start = init
+            return super()._run(frame, image_settings, init, loss)
+
+    image = GatysSettings(size=None, steps=1, pyramid="off", precision="fp32")
+    starts = {}
+    for keep_detail in (True, False):
+        settings = GatysVideoSettings(image=image, later_steps=1, keep_detail=keep_detail)
+        method = Recording(style_image, settings=settings, encoder=vgg19, device="cpu")
+        first = method.stylise(frames[0], [])
+        method.stylise(frames[1], [(frames[0], first)])
+        starts[keep_detail] = (first, method.start)
+    first, start = starts[True]
+    fresh = blur_to_sharpness(frames[1], mean_abs_gradient(first))
+    assert torch.allclose(start[:, uncovered], fresh[:, uncovered])
+    restored = restore_detail(warp(first, flow).clamp(0, 1), first)
+    assert torch.allclose(start[:, kept], restored[:, kept], atol=1e-6)
+    first, start = starts[False]  # the earlier behaviour: the warp everywhere
+    assert torch.allclose(start, warp(first, flow).clamp(0, 1), atol=1e-6)
+
+
+def test_blur_to_sharpness_reaches_the_target() -> None:
+    frames = torch.stack(panning_texture_frames(count=3))
+    own = sum(mean_abs_gradient(f) for f in frames) / 3
+    for fraction in (0.8, 0.5):
+        blurred = blur_to_sharpness(frames, own * fraction)
+        reached = sum(mean_abs_gradient(f) for f in blurred) / 3
+        assert abs(reached - own * fraction) < 0.01 * own
+        assert (blurred.mean() - frames.mean()).abs() < 0.01  # a blur: brightness kept
+    assert torch.equal(blur_to_sharpness(frames[0], own * 2), frames[0])  # already softer

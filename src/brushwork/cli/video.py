@@ -128,9 +128,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "--keep-detail",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="re-inject the detail each warp of the previous frame loses, and optimise "
-        "later frames at full resolution (--no-keep-detail: the earlier behaviour, "
-        "which blurs frame after frame)",
+        help="re-inject the detail each warp of the previous frame loses, start uncovered "
+        "pixels from the frame, and optimise later frames at full resolution "
+        "(--no-keep-detail: the earlier behaviour, which blurs frame after frame)",
     )
     options.add_weights(g, what="VGG encoder")
     options.add_seed(g)

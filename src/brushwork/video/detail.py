@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["mean_abs_gradient", "restore_detail"]
+__all__ = ["blur_to_sharpness", "mean_abs_gradient", "restore_detail"]
 
 _BINOMIAL = torch.tensor([0.25, 0.5, 0.25])
 
@@ -88,3 +88,54 @@ def restore_detail(
         else:
             high = gain
     return (warped + high * detail).clamp(0, 1)
+
+
+def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
+    """``(N, C, H, W)`` images blurred with a separable Gaussian of ``sigma`` px (edges
+    replicated; radius 4σ); ``sigma <= 0`` returns them as they are."""
+    from brushwork.metrics.ssim import gaussian_window
+
+    if sigma <= 0:
+        return images
+    window = gaussian_window(sigma, 4.0, dtype=images.dtype).to(images.device)
+    radius, channels = window.numel() // 2, images.shape[1]
+    batch = F.pad(images, (radius, radius, radius, radius), mode="replicate")
+    batch = F.conv2d(batch, window.view(1, 1, 1, -1).expand(channels, 1, 1, -1), groups=channels)
+    return F.conv2d(batch, window.view(1, 1, -1, 1).expand(channels, 1, -1, 1), groups=channels)
+
+
+def blur_to_sharpness(
+    images: torch.Tensor, target: float, *, quantise: bool = False, iterations: int = 20
+) -> torch.Tensor:
+    """``images`` Gaussian-blurred just enough that their mean sharpness is ``target``.
+
+    σ is found by bisection in [0, 8] px so that the mean over the images of
+    :func:`mean_abs_gradient` equals ``target``; images already at or below it are
+    returned as they are.
+
+    Args:
+        images: ``(N, C, H, W)`` or ``(C, H, W)`` in [0, 1].
+        target: mean absolute gradient to reach (0–255 scale).
+        quantise: round to 8 bits (as saved frames are) before measuring and returning.
+
+    Returns:
+        Tensor of ``images``' shape, float, in [0, 1].
+    """
+    batch = images.float() if images.dim() == 4 else images.float()[None]
+
+    def blurred(sigma: float) -> torch.Tensor:
+        out = gaussian_blur(batch, sigma).clamp(0, 1)
+        return (out * 255).round() / 255 if quantise else out
+
+    def sharpness(video: torch.Tensor) -> float:
+        return sum(mean_abs_gradient(frame) for frame in video) / len(video)
+
+    sigma = 0.0
+    if sharpness(blurred(0.0)) > target:
+        low, high = 0.0, 8.0  # 8 px blurs any texture flat
+        for _ in range(iterations):
+            sigma = (low + high) / 2
+            low, high = (sigma, high) if sharpness(blurred(sigma)) > target else (low, sigma)
+        sigma = (low + high) / 2
+    out = blurred(sigma) if sigma > 0 else batch
+    return out if images.dim() == 4 else out[0]

@@ -26,8 +26,11 @@ previous frame gets its lost detail re-injected
 (:func:`brushwork.video.detail.restore_detail`: its own high-pass band, scaled
 back to the unwarped frame's sharpness), and frames after the first are optimised
 at full resolution only (a coarse-to-fine pyramid would downsample the warped
-start and upsample it again, blurring it every frame). ``keep_detail=False`` gives
-the earlier behaviour. See docs/video.md for the measurements.
+start and upsample it again, blurring it every frame). Pixels that no previous
+frame holds (uncovered at the edges or behind a moving object) start from the frame
+itself, blurred to the previous result's sharpness, instead of the warp's smeared
+border. ``keep_detail=False`` gives the earlier behaviour. See docs/video.md for the
+measurements.
 
 Multi-pass mode (the paper's §3.3, ``passes > 1``): after the first, forward pass
 the video is swept again in alternating directions (backward, forward, ...). In a
@@ -63,7 +66,7 @@ from brushwork.encoders import VGGEncoder, load_vgg_encoder
 from brushwork.errors import ConfigError
 from brushwork.flow import FLOW_METHODS, consistency_mask, optical_flow, warp
 from brushwork.transfer.gatys import GatysSettings, gatys
-from brushwork.video.detail import restore_detail
+from brushwork.video.detail import blur_to_sharpness, mean_abs_gradient, restore_detail
 
 __all__ = ["GatysVideo", "GatysVideoSettings"]
 
@@ -90,8 +93,9 @@ class GatysVideoSettings:
             :attr:`steps_after_first`).
         pass_blend: δ, how much of the warped neighbour a refining pass starts from
             where the flow is certain (the paper uses 0.5).
-        keep_detail: re-inject the detail each warp loses and skip the pyramid for
-            frames after the first (``False``: the earlier, blurring behaviour).
+        keep_detail: re-inject the detail each warp loses, start uncovered pixels from
+            the frame and skip the pyramid for frames after the first (``False``: the
+            earlier, blurring behaviour).
     """
 
     image: GatysSettings = field(default_factory=lambda: GatysSettings(size=None))
@@ -230,6 +234,14 @@ class GatysVideo:
         if image_settings.preserve_color == "luminance":
             targets = [imageops.luminance(t).expand(3, -1, -1) for t in targets]
         init = targets[0] if s.init == "warped" else None
+        if init is not None and s.keep_detail:
+            # Where no previous frame is certain (uncovered at the edges, occluded), the
+            # warp only smears border pixels into streaks: start from the frame itself
+            # there, blurred to the previous result's sharpness (the later steps then
+            # stylise it; unblurred, the new pixels stayed sharper than the rest).
+            certain = torch.stack(masks).sum(0).clamp(max=1)[None]
+            fresh = blur_to_sharpness(frame, mean_abs_gradient(previous[0][1]))
+            init = certain * init + (1 - certain) * fresh
         image_settings = replace(image_settings, steps=s.steps_after_first, **self._later())
         loss = _TemporalLoss(targets, masks, s.temporal_weight)
         return self._run(frame, image_settings, init, loss)
