@@ -370,13 +370,23 @@ def _forwarded(args: argparse.Namespace) -> list[str]:
 
 
 def run_time_to_quality(args: argparse.Namespace) -> None:
+    plain_curve = None
+    if args.plain_curve:
+        saved = json.loads(args.plain_curve.read_text())
+        if saved.get("size") != args.size or saved.get("plain_steps", args.plain_steps) != (
+            args.plain_steps
+        ):
+            raise SystemExit(
+                f"{args.plain_curve} holds the textbook curve of "
+                f"{saved.get('size', 'an unrecorded size')} px, "
+                f"{saved.get('plain_steps', '?')} evaluations; this run is {args.size} px, "
+                f"{args.plain_steps}: run the textbook loop again (leave out --plain-curve)"
+            )
+        plain_curve = saved["plain_curve"]
     device = torch.device(args.device)
     torch.manual_seed(0)
     encoder = random_vgg19(device)
     content, style = images(args.size, device)
-    plain_curve = None
-    if args.plain_curve:
-        plain_curve = json.loads(args.plain_curve.read_text())["plain_curve"]
     result = time_to_quality(
         encoder, content, style, plain_steps=args.plain_steps, plain_curve=plain_curve
     )
@@ -402,7 +412,9 @@ def run_time_to_quality(args: argparse.Namespace) -> None:
     plot_curves(result, args.plot, f"Gatys {args.size} px, {args.device}")
     print(f"plot: {args.plot}")
     if args.json:
-        args.json.write_text(json.dumps(result))
+        args.json.write_text(
+            json.dumps({**result, "size": args.size, "plain_steps": args.plain_steps})
+        )
 
 
 def print_table(rows: list[dict], args: argparse.Namespace) -> None:

@@ -117,3 +117,16 @@ def test_default_and_pyramid_reach_the_textbook_loss_at_equal_evaluations(
     assert default <= 0.95 * plain_loss
     assert pyramid <= plain_loss
     assert pyramid_unpreconditioned > pyramid
+
+
+def test_a_saved_textbook_curve_of_another_size_is_refused(tmp_path):
+    import argparse
+    import json
+
+    import gatys as bench  # benchmarks/gatys.py
+
+    saved = tmp_path / "curve.json"
+    saved.write_text(json.dumps({"size": 512, "plain_steps": 300, "plain_curve": [[1.0, 2.0]]}))
+    args = argparse.Namespace(plain_curve=saved, size=256, plain_steps=300, device="cpu")
+    with pytest.raises(SystemExit, match="512 px, 300 evaluations; this run is 256 px"):
+        bench.run_time_to_quality(args)

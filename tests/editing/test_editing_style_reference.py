@@ -87,3 +87,12 @@ def test_errors(sdxl_style_pipe, sd_edit_pipe, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     with pytest.raises(WeightsError, match="h94/IP-Adapter"):
         load_style_adapter(sdxl_style_pipe)
+
+
+def test_the_missing_weights_hint_names_the_adapter_repository():
+    from brushwork.cli import generate, options, stylize_controlnet
+    from brushwork.diffusion.style_reference import IP_ADAPTER_REPO
+
+    assert options.IP_ADAPTER_WEIGHT_FLAGS == {IP_ADAPTER_REPO: "--ip-adapter"}
+    for module in (generate, stylize_controlnet):
+        assert module.WEIGHT_FLAGS[IP_ADAPTER_REPO] == "--ip-adapter"

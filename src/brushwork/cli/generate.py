@@ -44,7 +44,7 @@ repeat it to combine several; a LoRA of another base model is refused before gen
 
 #: Missing-weights hints name these flags: the saliency detector's file, and the
 #: published IP-Adapter (style_reference.IP_ADAPTER_REPO).
-WEIGHT_FLAGS = {"*": "--saliency-weights", "h94/IP-Adapter": "--ip-adapter"}
+WEIGHT_FLAGS = {"*": "--saliency-weights", **options.IP_ADAPTER_WEIGHT_FLAGS}
 
 #: One line for ``brushwork --help``.
 HELP = "generate an image: plain, saliency-guided (SGOOL) or from a style image"

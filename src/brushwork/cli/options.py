@@ -557,6 +557,12 @@ def add_rule(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
 MAPS_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 
 
+#: The missing-weights hint of the IP-Adapter download: its repository -> the flag that
+#: takes a local copy (the key is ``diffusion.style_reference.IP_ADAPTER_REPO``, not
+#: imported here so that the command line starts without the diffusion modules).
+IP_ADAPTER_WEIGHT_FLAGS = {"h94/IP-Adapter": "--ip-adapter"}
+
+
 def add_ip_adapter(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     """Where the IP-Adapter weights come from (``adapter_source``'s three overrides)."""
     parser.add_argument(

@@ -27,7 +27,7 @@ WEIGHT_FLAGS = {
     },
     "dpt-hybrid-midas": "--annotator",
     "lineart-annotator": "--annotator",
-    "h94/IP-Adapter": "--ip-adapter",  # style_reference.IP_ADAPTER_REPO
+    **options.IP_ADAPTER_WEIGHT_FLAGS,
 }
 
 SD_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"

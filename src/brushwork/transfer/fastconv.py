@@ -137,10 +137,11 @@ class UpsampledConv2d(nn.Module):
 
     def __init__(self, conv: nn.Conv2d) -> None:
         super().__init__()
-        if conv.kernel_size != (3, 3) or conv.stride != (1, 1) or conv.groups != 1:
-            raise ValueError("only 3×3, stride-1, ungrouped convolutions")
-        if conv.padding not in ((0, 0), "valid") or conv.dilation != (1, 1):
-            raise ValueError("pad the input before (the layer takes padded input)")
+        if not _plain_3x3(conv):
+            raise ValueError(
+                "only 3×3, stride-1, ungrouped, undilated convolutions without padding "
+                "(pad the input before: the layer takes padded input)"
+            )
         for index, kernel in enumerate(phase_weights(conv.weight.detach())):
             self.register_buffer(f"phase{index}", kernel, persistent=False)
         bias = None if conv.bias is None else conv.bias.detach()
@@ -162,18 +163,21 @@ class UpsampledConv2d(nn.Module):
         return F.pixel_shuffle(out.reshape(n, -1, h, w), 2)
 
 
-def _is_phase_conv(pad: nn.Module, conv: nn.Module) -> bool:
-    """A reflection pad of 1 then a 3×3 stride-1 plain convolution."""
+def _plain_3x3(conv: nn.Module) -> bool:
+    """A 3×3, stride-1, unpadded, undilated, ungrouped ``nn.Conv2d``."""
     return (
-        isinstance(pad, nn.ReflectionPad2d)
-        and pad.padding == (1, 1, 1, 1)
-        and isinstance(conv, nn.Conv2d)
+        isinstance(conv, nn.Conv2d)
         and conv.kernel_size == (3, 3)
         and conv.stride == (1, 1)
-        and conv.padding == (0, 0)
+        and conv.padding in ((0, 0), "valid")
         and conv.dilation == (1, 1)
         and conv.groups == 1
     )
+
+
+def _is_phase_conv(pad: nn.Module, conv: nn.Module) -> bool:
+    """A reflection pad of 1 then a plain 3×3 convolution (:func:`_plain_3x3`)."""
+    return isinstance(pad, nn.ReflectionPad2d) and pad.padding == (1, 1, 1, 1) and _plain_3x3(conv)
 
 
 def fuse_upsampling(module: nn.Module) -> int:
