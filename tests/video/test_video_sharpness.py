@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 from video_synth import panning_texture_frames
 
@@ -107,6 +109,16 @@ def test_uncovered_pixels_start_from_the_frame(style_image, vgg19) -> None:
     assert torch.allclose(start[:, kept], restored[:, kept], atol=1e-6)
     first, start = starts[False]  # the earlier behaviour: the warp everywhere
     assert torch.allclose(start, warp(first, flow).clamp(0, 1), atol=1e-6)
+    # Luminance-only transfer optimises a grey image: the new pixels start grey too.
+    from brushwork.image import luminance
+
+    grey = replace(image, preserve_color="luminance")
+    method = Recording(style_image, settings=GatysVideoSettings(image=grey, later_steps=1),
+                       encoder=vgg19, device="cpu")  # fmt: skip
+    first = method.stylise(frames[0], [])
+    method.stylise(frames[1], [(frames[0], first)])
+    fresh = luminance(blur_to_sharpness(frames[1], mean_abs_gradient(first))).expand(3, -1, -1)
+    assert torch.allclose(method.start[:, uncovered], fresh[:, uncovered])
 
 
 def test_blur_to_sharpness_reaches_the_target() -> None:

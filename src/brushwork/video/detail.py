@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["blur_to_sharpness", "mean_abs_gradient", "restore_detail"]
+__all__ = ["blur_to_sharpness", "gaussian_blur", "mean_abs_gradient", "restore_detail"]
 
 _BINOMIAL = torch.tensor([0.25, 0.5, 0.25])
 

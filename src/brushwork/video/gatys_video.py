@@ -241,6 +241,8 @@ class GatysVideo:
             # stylise it; unblurred, the new pixels stayed sharper than the rest).
             certain = torch.stack(masks).sum(0).clamp(max=1)[None]
             fresh = blur_to_sharpness(frame, mean_abs_gradient(previous[0][1]))
+            if image_settings.preserve_color == "luminance":  # as the targets above
+                fresh = imageops.luminance(fresh).expand(3, -1, -1)
             init = certain * init + (1 - certain) * fresh
         image_settings = replace(image_settings, steps=s.steps_after_first, **self._later())
         loss = _TemporalLoss(targets, masks, s.temporal_weight)
