@@ -86,9 +86,9 @@ def calm_queue(app: Any) -> None:
     even while a job runs. On a CPU that is the job's cost: the server thread woke about
     1,100 times a second, each time taking Python's lock from the job's thread (an idle app
     used 5.4 % of a core, 1.6 % after this; during a 2.4 s AdaIN job the server thread took
-    0.12 s of CPU, 0.04 s after; benchmarks/ui.py). A job now starts up to 20 ms later
-    and a progress bar moves 20 times a second. The attributes are Gradio's own (6.x);
-    an app without them is left as it is.
+    0.12 s of CPU, 0.04 s after; per-thread CPU times around the handler, docs/ui.md).
+    A job now starts up to 20 ms later and a progress bar moves 20 times a second. The
+    attributes are Gradio's own (6.x); an app without them is left as it is.
     """
     queue = getattr(app, "_queue", None)
     if queue is None:
