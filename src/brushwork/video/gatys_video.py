@@ -234,12 +234,12 @@ class GatysVideo:
         if image_settings.preserve_color == "luminance":
             targets = [imageops.luminance(t).expand(3, -1, -1) for t in targets]
         init = targets[0] if s.init == "warped" else None
-        if init is not None and s.keep_detail:
+        certain = torch.stack(masks).sum(0).clamp(max=1)[None]
+        if init is not None and s.keep_detail and bool((certain < 1).any()):
             # Where no previous frame is certain (uncovered at the edges, occluded), the
             # warp only smears border pixels into streaks: start from the frame itself
             # there, blurred to the previous result's sharpness (the later steps then
             # stylise it; unblurred, the new pixels stayed sharper than the rest).
-            certain = torch.stack(masks).sum(0).clamp(max=1)[None]
             fresh = blur_to_sharpness(frame, mean_abs_gradient(previous[0][1]))
             if image_settings.preserve_color == "luminance":  # as the targets above
                 fresh = imageops.luminance(fresh).expand(3, -1, -1)
