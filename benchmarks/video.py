@@ -127,8 +127,9 @@ def panning_frames(count: int, width: int, height: int) -> list[torch.Tensor]:
     return frames
 
 
-def sharpness_run(frames, size, steps, later_steps, keep_detail):
-    """Gatys video over ``frames`` (random-weight VGG-19): outputs, seconds, warping error."""
+def sharpness_run(frames, size, steps, later_steps, keep_detail, flows):
+    """Gatys video over ``frames`` (random-weight VGG-19): outputs, seconds, warping error
+    (measured with ``flows``, the input's (forward, backward) flow per frame pair)."""
     from brushwork.encoders import VGGEncoder
     from brushwork.metrics.warping import warping_error
     from brushwork.transfer.gatys import GatysSettings
@@ -148,7 +149,7 @@ def sharpness_run(frames, size, steps, later_steps, keep_detail):
         history = [(frame, out)]
         outputs.append(out)
     seconds = time.perf_counter() - start
-    return outputs, seconds, warping_error(frames, outputs).mean
+    return outputs, seconds, warping_error(frames, outputs, flows=flows).mean
 
 
 def write_sheet(path: Path, rows: list[list[torch.Tensor]]) -> None:
@@ -169,13 +170,15 @@ def sharpness_part(args) -> dict:
 
     height = args.sharp_size * 9 // 16 // 4 * 4
     frames = panning_frames(args.sharp_frames, args.sharp_size, height)
+    # The input's flows, once: for both outputs' warping errors and their floors.
+    flows = [(optical_flow(a, b), optical_flow(b, a)) for a, b in itertools.pairwise(frames)]
     runs = {}
     variants = ("before", "after") if args.variant == "both" else (args.variant,)
     for name, keep in (("before", False), ("after", True)):
         if name not in variants:
             continue
         runs[name] = sharpness_run(
-            frames, args.sharp_size, args.sharp_steps, args.sharp_later, keep
+            frames, args.sharp_size, args.sharp_steps, args.sharp_later, keep, flows
         )
     table = {
         "input": [mean_abs_gradient(f) for f in frames],
@@ -184,7 +187,6 @@ def sharpness_part(args) -> dict:
     if args.sheet:
         write_sheet(Path(args.sheet), [frames, *(run[0] for run in runs.values())])
     # What a video that follows the motion exactly scores at each output's sharpness.
-    flows = [(optical_flow(a, b), optical_flow(b, a)) for a, b in itertools.pairwise(frames)]
     floors = {
         name: consistent_floor(frames, sum(values) / len(values), flows=flows)
         for name, values in table.items()
